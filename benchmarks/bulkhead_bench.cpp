@@ -26,9 +26,9 @@ BENCHMARK(BM_Bulkhead_UncontendedSuccess)->Threads(1)->Threads(2);
 void BM_Bulkhead_UncontendedSuccessWithListener(benchmark::State& state) {
   static std::atomic<long> seen{0};
   static bulwark::Bulkhead<> bulkhead{
-      {.max_concurrent = 1024,
-       .max_queue = 0,
-       .on_event = [](const bulwark::Event&) { seen.fetch_add(1, std::memory_order_relaxed); }}};
+      {.max_concurrent = 1024, .max_queue = 0, .on_event = [](const bulwark::Event&) {
+         seen.fetch_add(1, std::memory_order_relaxed);
+       }}};
   int calls = 0;
   for (auto _ : state) {
     benchmark::DoNotOptimize(bulkhead.execute([&calls] { return ++calls; }));

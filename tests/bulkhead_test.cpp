@@ -839,7 +839,8 @@ TEST_CASE("on_event reports queueing, the wait of a dequeued call and both kinds
   ManualClock clock;
   EventLog log;
   Bulkhead<ManualClock> bulkhead{
-      {.max_concurrent = 1, .max_queue = 1, .queue_timeout = 5s, .on_event = log.listener()}, clock};
+      {.max_concurrent = 1, .max_queue = 1, .queue_timeout = 5s, .on_event = log.listener()},
+      clock};
   Gate second_gate;
   Scene scene{clock};  // last: its threads are joined before what they use is destroyed
 
@@ -870,11 +871,9 @@ TEST_CASE("on_event reports queueing, the wait of a dequeued call and both kinds
   second_gate.open();
   REQUIRE(eventually([&] { return second_holder.done(); }));
 
-  CHECK(log.seen() == std::vector<Seen>{{queued, 0ms},
-                                        {rejected, 0ms},
-                                        {dequeued, 2s},
-                                        {queued, 0ms},
-                                        {rejected, 5s}});
+  CHECK(log.seen() ==
+        std::vector<Seen>{
+            {queued, 0ms}, {rejected, 0ms}, {dequeued, 2s}, {queued, 0ms}, {rejected, 5s}});
   CHECK(bulkhead.metrics().available_slots == 1);
   CHECK(bulkhead.metrics().queued_count == 0);
 }
@@ -884,7 +883,8 @@ TEST_CASE("a queued call ended by its stop token or deadline reports only that i
   ManualClock clock;
   EventLog log;
   Bulkhead<ManualClock> bulkhead{
-      {.max_concurrent = 1, .max_queue = 5, .queue_timeout = 5s, .on_event = log.listener()}, clock};
+      {.max_concurrent = 1, .max_queue = 5, .queue_timeout = 5s, .on_event = log.listener()},
+      clock};
   std::stop_source stop;
   Scene scene{clock};  // last: its threads are joined before what they use is destroyed
   Caller& holder = scene.start(bulkhead, {}, [&] { scene.gate.wait(); });

@@ -922,12 +922,14 @@ TEST_CASE("on_event reports a served wait and an exhausted one with the time wai
   CHECK_FALSE(watchdog.fired());
 }
 
-TEST_CASE("a place freed for a waiter is reported as pool_waited", "[connection_pool][events][threads]") {
+TEST_CASE("a place freed for a waiter is reported as pool_waited",
+          "[connection_pool][events][threads]") {
   WatchedClock clock;
   const Watchdog watchdog{clock};
   EventLog log;
   Counters counters;
-  WatchedPool pool{factory_for(counters), {.max_connections = 1, .on_event = log.listener()}, clock};
+  WatchedPool pool{
+      factory_for(counters), {.max_connections = 1, .on_event = log.listener()}, clock};
   auto held = pool.acquire();
   int served = -3;
   std::jthread waiter{[&] { served = acquire_outcome(pool, {}); }};

@@ -856,16 +856,19 @@ TEST_CASE("on_event reports each retry's failed attempt and sleep, then the exha
 
   SECTION("an exception every time") {
     CHECK_THROWS_AS(retry.execute([]() -> int { throw flaky_error(0); }), flaky_error);
-    CHECK(seen == std::vector<Seen>{{scheduled, 1, 100ms}, {scheduled, 2, 200ms}, {exhausted, 3, 0ms}});
+    CHECK(seen ==
+          std::vector<Seen>{{scheduled, 1, 100ms}, {scheduled, 2, 200ms}, {exhausted, 3, 0ms}});
     CHECK(sleeps_ms(clock) == std::vector<ms>{100ms, 200ms});  // the delays are the real sleeps
   }
   SECTION("a failed value every time") {
     CHECK(retry.execute([] { return Reply{503, 0}; }).status == 503);
-    CHECK(seen == std::vector<Seen>{{scheduled, 1, 100ms}, {scheduled, 2, 200ms}, {exhausted, 3, 0ms}});
+    CHECK(seen ==
+          std::vector<Seen>{{scheduled, 1, 100ms}, {scheduled, 2, 200ms}, {exhausted, 3, 0ms}});
   }
   SECTION("a retry_hint sets the reported delay") {
     CHECK_THROWS_AS(retry.execute([]() -> int { throw throttled_error(700ms); }), throttled_error);
-    CHECK(seen == std::vector<Seen>{{scheduled, 1, 700ms}, {scheduled, 2, 700ms}, {exhausted, 3, 0ms}});
+    CHECK(seen ==
+          std::vector<Seen>{{scheduled, 1, 700ms}, {scheduled, 2, 700ms}, {exhausted, 3, 0ms}});
   }
   SECTION("a late success reports its retries and no exhaustion") {
     int calls = 0;
@@ -911,10 +914,11 @@ TEST_CASE("calls ended by anything but running out of attempts report no exhaust
     std::stop_source stop;
     Context ctx;
     ctx.stop = stop.get_token();
-    CHECK_THROWS_AS(retry.execute(ctx, [&]() -> int {
-      stop.request_stop();
-      throw flaky_error(1);
-    }),
+    CHECK_THROWS_AS(retry.execute(ctx,
+                                  [&]() -> int {
+                                    stop.request_stop();
+                                    throw flaky_error(1);
+                                  }),
                     bulwark::cancelled_error);
     CHECK(seen.empty());
   }
