@@ -792,3 +792,21 @@ TEST_CASE("the default clock is SteadyClock, and a limiter moves before first us
   CHECK(third.retry_after > 11s);  // 12 s a token, less the few ns just spent
   CHECK(third.retry_after <= 12s);
 }
+
+TEST_CASE("a SteadyClock limiter at the seed's rate grants exactly its burst, then rejects",
+          "[rate_limiter]") {
+  // At 50 per 60 s the take reads the coarse clock; a reading that finds no token must still be
+  // settled by the exact clock, and the coarse one must never grant beyond the burst.
+  bulwark::RateLimiter<> limiter{{.max_requests = 50, .window = std::chrono::seconds{60}, .burst = 5}};
+  int granted = 0;
+  for (int i = 0; i < 5; ++i) granted += limiter.execute([] { return 1; });
+  CHECK(granted == 5);
+  try {
+    limiter.execute([] { return 1; });
+    FAIL("a sixth token was granted");
+  } catch (const bulwark::rate_limited_error& e) {
+    CHECK(e.retry_after() > std::chrono::milliseconds{1'100});
+    CHECK(e.retry_after() <= std::chrono::milliseconds{1'200});
+  }
+  CHECK(limiter.metrics().available_tokens == 0);
+}

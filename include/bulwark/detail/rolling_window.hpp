@@ -26,10 +26,7 @@
 #include <climits>
 #include <cstdint>
 
-#if defined(__linux__)
-#include <time.h>
-#endif
-
+#include "coarse_clock.hpp"
 #include "stripes.hpp"
 
 namespace bulwark::detail {
@@ -162,30 +159,17 @@ class SuccessWindow {
     return sum;
   }
 
-  /// The coarse monotonic clock (same epoch as steady_clock), in ticks; exact clock elsewhere.
-  [[nodiscard]] static std::int64_t coarse_ticks() noexcept {
-#if defined(__linux__)
-    timespec now{};
-    clock_gettime(CLOCK_MONOTONIC_COARSE, &now);
-    return static_cast<std::int64_t>(now.tv_sec) * 1'000'000'000 + now.tv_nsec;
-#else
-    return std::chrono::steady_clock::now().time_since_epoch().count();
-#endif
-  }
+  /// The coarse monotonic clock (same epoch as steady_clock), in ticks.
+  [[nodiscard]] static std::int64_t coarse_ticks() noexcept { return coarse_steady_ticks(); }
 
  private:
   static constexpr std::uint64_t pack(std::uint32_t tag, std::uint32_t count) noexcept {
     return (std::uint64_t{tag} << 32) | count;
   }
+  // The coarse clock may stamp events when a bucket is at least 100 of its resolutions wide.
   static bool coarse_fits(const WindowShape& shape) noexcept {
-#if defined(__linux__)
-    timespec resolution{};
-    if (clock_getres(CLOCK_MONOTONIC_COARSE, &resolution) != 0 || resolution.tv_sec != 0) return false;
-    return shape.bucket_width() >= std::chrono::nanoseconds{resolution.tv_nsec} * 100;
-#else
-    (void)shape;
-    return false;
-#endif
+    const auto resolution = coarse_steady_resolution();
+    return resolution <= shape.bucket_width() / 100;
   }
 
   struct Sum {
