@@ -8,6 +8,7 @@
 #include <bulwark/rate_limiter.hpp>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <mutex>
 
@@ -23,7 +24,7 @@ namespace {
 
 /// A token per nanosecond, far more than a benchmark loop can take: every call finds one. At this
 /// rate a coarse clock's tick is a million tokens, so the take reads steady_clock::now().
-constexpr bulwark::RateLimiterConfig never_empty{.max_requests = 1'000'000'000,
+const bulwark::RateLimiterConfig never_empty{.max_requests = 1'000'000'000,
                                                  .window = std::chrono::milliseconds{1'000},
                                                  .burst = 100'000'000};
 
@@ -87,7 +88,7 @@ BENCHMARK(BM_RateLimiter_LockedReference)->Threads(1)->Threads(2);
 // The seed's rate (50 per 60 s: a token every 1.2 s) with a bucket deep enough never to run dry
 // in a benchmark. A token's interval is far above the coarse clock's resolution, so the take
 // reads CLOCK_MONOTONIC_COARSE (~4 ns) instead of steady_clock::now(): see RateLimiter::coarse_.
-constexpr bulwark::RateLimiterConfig seed_rate_deep_bucket{.max_requests = 50,
+const bulwark::RateLimiterConfig seed_rate_deep_bucket{.max_requests = 50,
                                                            .window = std::chrono::milliseconds{60'000},
                                                            .burst = 500'000'000};
 
@@ -100,5 +101,22 @@ void BM_RateLimiter_UncontendedSuccessSeedRate(benchmark::State& state) {
   }
 }
 BENCHMARK(BM_RateLimiter_UncontendedSuccessSeedRate)->Threads(1)->Threads(2);
+
+// The same with an event listener set: a success makes no event, so it costs one branch more.
+void BM_RateLimiter_UncontendedSuccessSeedRateWithListener(benchmark::State& state) {
+  static std::atomic<long> events{0};
+  static bulwark::RateLimiter<> limiter{[] {
+    auto config = seed_rate_deep_bucket;
+    config.on_event = [](const bulwark::Event&) { events.fetch_add(1, std::memory_order_relaxed); };
+    return config;
+  }()};
+  int value = 0;
+  for (auto _ : state) {
+    value = limiter.execute([&value] { return limiter_work(value); });
+    benchmark::DoNotOptimize(value);
+  }
+  state.counters["events"] = static_cast<double>(events.load());
+}
+BENCHMARK(BM_RateLimiter_UncontendedSuccessSeedRateWithListener)->Threads(1)->Threads(2);
 
 }  // namespace

@@ -810,3 +810,32 @@ TEST_CASE("a SteadyClock limiter at the seed's rate grants exactly its burst, th
   }
   CHECK(limiter.metrics().available_tokens == 0);
 }
+
+TEST_CASE("on_event reports rejections and waits for a token", "[rate_limiter][events][threads]") {
+  ObservedClock clock;
+  std::mutex events_mutex;
+  std::vector<bulwark::Event> events;
+  const bulwark::EventListener record = [&](const bulwark::Event& e) {
+    const std::scoped_lock lock{events_mutex};
+    events.push_back(e);
+  };
+  RateLimiter<ObservedClock> limiter{
+      {.max_requests = 1, .window = 1s, .burst = 1, .max_wait = 5s, .on_event = record}, clock};
+  limiter.execute([] {});  // the only token: no event
+  std::thread waiter([&] { limiter.execute([] {}); });
+  const auto give_up = std::chrono::steady_clock::now() + 5s;
+  while (clock.waiting() == 0 && std::chrono::steady_clock::now() < give_up) std::this_thread::yield();
+  REQUIRE(clock.waiting() == 1);  // queued for the next token
+  clock.advance(1s);
+  waiter.join();
+  RateLimiter<ObservedClock> strict{{.max_requests = 1, .window = 1s, .burst = 1, .on_event = record},
+                                    clock};
+  strict.execute([] {});
+  CHECK_THROWS_AS(strict.execute([] {}), bulwark::rate_limited_error);
+  const std::scoped_lock lock{events_mutex};
+  REQUIRE(events.size() == 2);
+  CHECK(events[0].type == bulwark::EventType::rate_limiter_waited);
+  CHECK(events[0].delay == 1s);
+  CHECK(events[1].type == bulwark::EventType::rate_limited);
+  CHECK(events[1].delay == 1s);
+}

@@ -30,6 +30,7 @@
 #include "detail/validate.hpp"
 #include "detail/wait.hpp"
 #include "errors.hpp"
+#include "events.hpp"
 
 namespace bulwark {
 
@@ -39,6 +40,9 @@ struct RateLimiterConfig {
   std::chrono::milliseconds window{60'000};  ///< Refill period for max_requests. Above zero.
   std::size_t burst = 60;                    ///< Bucket capacity, in tokens. At least 1.
   std::chrono::milliseconds max_wait{0};     ///< Longest wait for a token; 0 rejects at once.
+  /// Receives rate_limited (delay: retry_after) and rate_limiter_waited (delay: time waited)
+  /// events; empty: none are made, and the take costs one branch more.
+  EventListener on_event{};
   void validate() const;                     ///< Throws config_error naming the first bad field.
 };
 
@@ -75,7 +79,11 @@ class RateLimiter {
   template <class F>
     requires std::invocable<F&, const Context&> || std::invocable<F&>
   decltype(auto) execute(const Context& ctx, F&& f) {
-    acquire(ctx);
+    if (config_.on_event) {
+      acquire_reporting(ctx);
+    } else {
+      acquire(ctx);
+    }
     return detail::call_with_context(f, ctx);
   }
 
@@ -152,8 +160,10 @@ class RateLimiter {
     }
     return now_ticks();
   }
-  void acquire(const Context& ctx);
-  void acquire_slow(const Context& ctx);
+  // Both return whether the caller waited in the queue for its token.
+  bool acquire(const Context& ctx);
+  bool acquire_slow(const Context& ctx);
+  bool acquire_reporting(const Context& ctx);
   // `reading`: a clock reading, in ticks.
   void wait_in_queue_locked(std::unique_lock<std::mutex>& lock, const Context& ctx, rep reading,
                             time_point own_limit, time_point wait_end);
@@ -332,7 +342,7 @@ RateLimiter<Clock>::RateLimiter(RateLimiterConfig config, Clock clock)
 }
 
 template <class Clock>
-void RateLimiter<Clock>::acquire(const Context& ctx) {
+bool RateLimiter<Clock>::acquire(const Context& ctx) {
   State& s = *state_;
   const detail::TokenArithmetic& math = s.math;
   for (;;) {  // each round: a fresh clock reading
@@ -354,15 +364,14 @@ void RateLimiter<Clock>::acquire(const Context& ctx) {
         if (!fresh) break;
         // A coarse reading may be up to one resolution late: let the exact clock decide.
         if (s.max_wait_ticks == 0 && !coarse_) throw rejection(math.ticks_until(debt, 1));
-        acquire_slow(ctx);  // max_wait > 0: the slow path decides whether to queue
-        return;
+        return acquire_slow(ctx);  // max_wait > 0: the slow path decides whether to queue
       }
       // acq_rel: release publishes the new tat to the next taker; acquire pairs with the
       // release of the word's last writer (on failure too: see the next comment).
       if (s.word.compare_exchange_weak(
               word, detail::TokenArithmetic::encode(now, debt + math.per_token, 0),
               std::memory_order_acq_rel, std::memory_order_acquire)) {
-        return;
+        return false;
       }
       // acquire: a revalidation stores horizon_start before the word just reloaded; if one
       // happened, or the slow bit is up, start over.
@@ -372,16 +381,16 @@ void RateLimiter<Clock>::acquire(const Context& ctx) {
       }
     }
   }
-  acquire_slow(ctx);
+  return acquire_slow(ctx);
 }
 
 template <class Clock>
-void RateLimiter<Clock>::acquire_slow(const Context& ctx) {
+bool RateLimiter<Clock>::acquire_slow(const Context& ctx) {
   State& s = *state_;
   std::unique_lock lock{s.mutex};
   rep reading = 0;
   if (s.head == nullptr) {
-    if (try_take_locked(reading)) return;
+    if (try_take_locked(reading)) return false;
     if (s.max_wait_ticks == 0) throw rejection(s.math.ticks_until(debt_locked(reading), 1));
   }
   // No token for this caller now (or others wait for theirs first): wait, or reject at once.
@@ -403,7 +412,7 @@ void RateLimiter<Clock>::acquire_slow(const Context& ctx) {
     take_queued_locked(reading);
     // release: as in ~QueueExit.
     s.word.fetch_and(detail::TokenArithmetic::mask, std::memory_order_release);
-    return;
+    return false;
   }
   const time_point own_limit{typename Clock::duration{
       reading > std::numeric_limits<rep>::max() - s.max_wait_ticks ? std::numeric_limits<rep>::max()
@@ -416,6 +425,24 @@ void RateLimiter<Clock>::acquire_slow(const Context& ctx) {
     throw rejection(wait_ticks);
   }
   wait_in_queue_locked(lock, ctx, reading, own_limit, wait_end);
+  return true;
+}
+
+// acquire() for a limiter with a listener: reports rejections and waits, outside every lock.
+template <class Clock>
+bool RateLimiter<Clock>::acquire_reporting(const Context& ctx) {
+  const time_point start = clock_.now();
+  bool waited = false;
+  try {
+    waited = acquire(ctx);
+  } catch (const rate_limited_error& e) {
+    detail::emit(config_.on_event, {.type = EventType::rate_limited, .delay = e.retry_after()});
+    throw;
+  }
+  if (waited) {
+    detail::emit(config_.on_event, {.type = EventType::rate_limiter_waited, .delay = clock_.now() - start});
+  }
+  return waited;
 }
 
 template <class Clock>
