@@ -160,10 +160,10 @@ class RateLimiter {
     }
     return now_ticks();
   }
-  // Both return whether the caller waited in the queue for its token.
-  bool acquire(const Context& ctx);
-  bool acquire_slow(const Context& ctx);
-  bool acquire_reporting(const Context& ctx);
+  // Both return 0, or the clock reading (ticks) at which the caller began to wait in the queue.
+  rep acquire(const Context& ctx);
+  rep acquire_slow(const Context& ctx);
+  void acquire_reporting(const Context& ctx);
   // `reading`: a clock reading, in ticks.
   void wait_in_queue_locked(std::unique_lock<std::mutex>& lock, const Context& ctx, rep reading,
                             time_point own_limit, time_point wait_end);
@@ -342,7 +342,7 @@ RateLimiter<Clock>::RateLimiter(RateLimiterConfig config, Clock clock)
 }
 
 template <class Clock>
-bool RateLimiter<Clock>::acquire(const Context& ctx) {
+typename RateLimiter<Clock>::rep RateLimiter<Clock>::acquire(const Context& ctx) {
   State& s = *state_;
   const detail::TokenArithmetic& math = s.math;
   for (;;) {  // each round: a fresh clock reading
@@ -371,7 +371,7 @@ bool RateLimiter<Clock>::acquire(const Context& ctx) {
       if (s.word.compare_exchange_weak(
               word, detail::TokenArithmetic::encode(now, debt + math.per_token, 0),
               std::memory_order_acq_rel, std::memory_order_acquire)) {
-        return false;
+        return 0;
       }
       // acquire: a revalidation stores horizon_start before the word just reloaded; if one
       // happened, or the slow bit is up, start over.
@@ -385,12 +385,12 @@ bool RateLimiter<Clock>::acquire(const Context& ctx) {
 }
 
 template <class Clock>
-bool RateLimiter<Clock>::acquire_slow(const Context& ctx) {
+typename RateLimiter<Clock>::rep RateLimiter<Clock>::acquire_slow(const Context& ctx) {
   State& s = *state_;
   std::unique_lock lock{s.mutex};
   rep reading = 0;
   if (s.head == nullptr) {
-    if (try_take_locked(reading)) return false;
+    if (try_take_locked(reading)) return 0;
     if (s.max_wait_ticks == 0) throw rejection(s.math.ticks_until(debt_locked(reading), 1));
   }
   // No token for this caller now (or others wait for theirs first): wait, or reject at once.
@@ -412,7 +412,7 @@ bool RateLimiter<Clock>::acquire_slow(const Context& ctx) {
     take_queued_locked(reading);
     // release: as in ~QueueExit.
     s.word.fetch_and(detail::TokenArithmetic::mask, std::memory_order_release);
-    return false;
+    return 0;
   }
   const time_point own_limit{typename Clock::duration{
       reading > std::numeric_limits<rep>::max() - s.max_wait_ticks ? std::numeric_limits<rep>::max()
@@ -425,24 +425,23 @@ bool RateLimiter<Clock>::acquire_slow(const Context& ctx) {
     throw rejection(wait_ticks);
   }
   wait_in_queue_locked(lock, ctx, reading, own_limit, wait_end);
-  return true;
+  return reading;
 }
 
 // acquire() for a limiter with a listener: reports rejections and waits, outside every lock.
 template <class Clock>
-bool RateLimiter<Clock>::acquire_reporting(const Context& ctx) {
-  const time_point start = clock_.now();
-  bool waited = false;
+void RateLimiter<Clock>::acquire_reporting(const Context& ctx) {
+  rep waited_since = 0;
   try {
-    waited = acquire(ctx);
+    waited_since = acquire(ctx);
   } catch (const rate_limited_error& e) {
     detail::emit(config_.on_event, {.type = EventType::rate_limited, .delay = e.retry_after()});
     throw;
   }
-  if (waited) {
-    detail::emit(config_.on_event, {.type = EventType::rate_limiter_waited, .delay = clock_.now() - start});
+  if (waited_since != 0) {
+    const auto waited = typename Clock::duration{now_ticks() - waited_since};
+    detail::emit(config_.on_event, {.type = EventType::rate_limiter_waited, .delay = waited});
   }
-  return waited;
 }
 
 template <class Clock>
