@@ -97,6 +97,9 @@ class Bulkhead {
                            .available_slots = free};
   }
 
+  /// The validated config.
+  [[nodiscard]] const BulkheadConfig& config() const noexcept { return config_; }
+
  private:
   // A call's way through the bulkhead:
   //
