@@ -14,15 +14,17 @@
 //   GET  /status/{code}     an empty response with that status
 //   GET  /echo/headers      the request headers, one "Name: value" line each (text/plain)
 //   POST /admin/faults?...  changes the fault mode: failure_rate, burst_503, burst_429,
-//                           retry_after, latency_ms, stall_ms, reset_rate (unnamed ones are kept)
+//                           retry_after, latency_ms, stall_ms, reset_rate, rate_429, stall_rate
+//                           (unnamed ones are kept)
 //   POST /admin/reset       clears every fault and counter
-//   GET  /admin/stats       {"requests":N,"connections":N,"injected":N}
+//   GET  /admin/stats       {"requests":N,"connections":N,"injected":N,"stalled":N}
 // Per-request query parameters on the API endpoints: status=N (answer N), retry_after=V (sent
 // verbatim as Retry-After), latency_ms=N, stall_ms=N, reset=1 (close the connection mid-body),
 // bytes=N (pad the body to N bytes), chunked=1 (no Content-Length; chunked transfer encoding).
 #pragma once
 
 #include <httplib.h>
+#include <sys/socket.h>
 
 #include <algorithm>
 #include <array>
@@ -39,8 +41,10 @@
 
 namespace test_api {
 
-/// The fault mode applied to every API request, in this order: burst_429, burst_503,
-/// failure_rate, latency_ms, stall_ms, reset_rate.
+/// The fault mode applied to every API request, in this order: latency_ms, stall_ms (for a
+/// stall_rate share), burst_429, rate_429, burst_503, failure_rate, reset_rate. Each rate is an
+/// independent draw per request, so with several on the shares compound (a stalled request can
+/// still be answered 503 afterwards).
 struct Faults {
   double failure_rate = 0.0;  ///< Share of requests answered 503 or 500 at random, in [0, 1].
   int burst_503 = 0;          ///< The next N requests are answered 503.
@@ -49,6 +53,8 @@ struct Faults {
   int latency_ms = 0;         ///< Added before every answer.
   int stall_ms = 0;           ///< Sleep before answering (meant to exceed client timeouts).
   double reset_rate = 0.0;    ///< Share of answers cut mid-body (connection closed), in [0, 1].
+  double rate_429 = 0.0;      ///< Share of requests answered 429 with Retry-After, in [0, 1].
+  double stall_rate = 1.0;    ///< Share of requests that sleep stall_ms, in [0, 1] (1: all).
 };
 
 /// Counters since start or the last reset().
@@ -56,6 +62,7 @@ struct Stats {
   std::uint64_t requests = 0;     ///< API requests received (admin requests not counted).
   std::uint64_t connections = 0;  ///< Distinct client connections that sent an API request.
   std::uint64_t injected = 0;     ///< Requests answered with an injected fault.
+  std::uint64_t stalled = 0;      ///< Requests that slept stall_ms (not counted in injected).
 };
 
 /// Where and how to listen.
@@ -89,6 +96,14 @@ class Server {
     server_->set_tcp_nodelay(true);  // headers and body go out in separate writes
     server_->set_keep_alive_max_count(1'000'000);
     server_->set_keep_alive_timeout(options.keep_alive_timeout_s);
+    // cpp-httplib listens with a backlog of 5 (CPPHTTPLIB_LISTEN_BACKLOG, compiled into Debian's
+    // library). A burst of reconnects overflows it, and a connection the kernel drops from the
+    // accept queue is never served: its request is lost without the server seeing it. So the
+    // listening socket is captured here and listens again, deeper, once bound.
+    server_->set_socket_options([this](socket_t sock) {
+      httplib::default_socket_options(sock);
+      listen_socket_ = sock;
+    });
     install_routes();
     if (options.port == 0) {
       port_ = server_->bind_to_any_port("127.0.0.1");
@@ -97,6 +112,7 @@ class Server {
     }
     if (port_ <= 0)
       throw std::runtime_error("test_api: cannot bind 127.0.0.1:" + std::to_string(options.port));
+    if (listen_socket_ != INVALID_SOCKET) ::listen(listen_socket_, kListenBacklog);
     thread_ = std::thread([this] { server_->listen_after_bind(); });
     while (!server_->is_running()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
@@ -135,17 +151,20 @@ class Server {
     latency_ms_.store(faults.latency_ms);
     stall_ms_.store(faults.stall_ms);
     reset_rate_.store(faults.reset_rate);
+    rate_429_.store(faults.rate_429);
+    stall_rate_.store(faults.stall_rate);
   }
 
   /// The current fault mode (bursts show what is left of them).
   [[nodiscard]] Faults faults() const {
-    return Faults{failure_rate_.load(), burst_503_.load(), burst_429_.load(), retry_after_.load(),
-                  latency_ms_.load(),   stall_ms_.load(),  reset_rate_.load()};
+    return Faults{failure_rate_.load(), burst_503_.load(),  burst_429_.load(),
+                  retry_after_.load(),  latency_ms_.load(), stall_ms_.load(),
+                  reset_rate_.load(),   rate_429_.load(),   stall_rate_.load()};
   }
 
   /// Counters since start or the last reset().
   [[nodiscard]] Stats stats() const {
-    return Stats{requests_.load(), connections_.load(), injected_.load()};
+    return Stats{requests_.load(), connections_.load(), injected_.load(), stalled_.load()};
   }
 
   /// Clears every fault and counter.
@@ -154,6 +173,7 @@ class Server {
     requests_.store(0);
     connections_.store(0);
     injected_.store(0);
+    stalled_.store(0);
     for (auto& word : ports_seen_) word.store(0);
   }
 
@@ -161,6 +181,7 @@ class Server {
   // One bit per client port: all clients are on loopback, so a port names a connection while it
   // is open. Lock-free, fixed memory (8 KiB), one fetch_or per request.
   static constexpr std::size_t kPortWords = 65536 / 64;
+  static constexpr int kListenBacklog = 1024;  // capped by net.core.somaxconn
 
   [[nodiscard]] bool tls() const noexcept {
 #ifdef CPPHTTPLIB_OPENSSL_SUPPORT
@@ -219,7 +240,14 @@ class Server {
   bool inject(const httplib::Request& req, httplib::Response& res) {
     count(req);
     sleep_ms(latency_ms_.load() + int_param(req, "latency_ms", 0));
-    sleep_ms(stall_ms_.load() + int_param(req, "stall_ms", 0));
+    const int stall = stall_ms_.load();
+    const double stall_rate = stall_rate_.load();
+    const int stall_now = (stall > 0 && (stall_rate >= 1.0 || uniform() < stall_rate) ? stall : 0) +
+                          int_param(req, "stall_ms", 0);
+    if (stall_now > 0) {
+      stalled_.fetch_add(1);
+      sleep_ms(stall_now);
+    }
     if (req.has_param("retry_after"))
       res.set_header("Retry-After", req.get_param_value("retry_after"));
     if (req.has_param("status")) {
@@ -229,6 +257,13 @@ class Server {
       return true;
     }
     if (take_one(burst_429_)) {
+      res.status = 429;
+      res.set_header("Retry-After", std::to_string(retry_after_.load()));
+      res.set_content("{\"error\":\"too many requests\"}", "application/json");
+      injected_.fetch_add(1);
+      return true;
+    }
+    if (const double rate_429 = rate_429_.load(); rate_429 > 0.0 && uniform() < rate_429) {
       res.status = 429;
       res.set_header("Retry-After", std::to_string(retry_after_.load()));
       res.set_content("{\"error\":\"too many requests\"}", "application/json");
@@ -323,6 +358,8 @@ class Server {
       f.latency_ms = int_param(req, "latency_ms", f.latency_ms);
       f.stall_ms = int_param(req, "stall_ms", f.stall_ms);
       f.reset_rate = double_param(req, "reset_rate", f.reset_rate);
+      f.rate_429 = double_param(req, "rate_429", f.rate_429);
+      f.stall_rate = double_param(req, "stall_rate", f.stall_rate);
       set_faults(f);
       res.set_content(faults_json(f), "application/json");
     });
@@ -337,7 +374,8 @@ class Server {
       const Stats s = stats();
       res.set_content("{\"requests\":" + std::to_string(s.requests) +
                           ",\"connections\":" + std::to_string(s.connections) +
-                          ",\"injected\":" + std::to_string(s.injected) + "}",
+                          ",\"injected\":" + std::to_string(s.injected) +
+                          ",\"stalled\":" + std::to_string(s.stalled) + "}",
                       "application/json");
     });
   }
@@ -349,12 +387,15 @@ class Server {
            ",\"retry_after\":" + std::to_string(f.retry_after) +
            ",\"latency_ms\":" + std::to_string(f.latency_ms) +
            ",\"stall_ms\":" + std::to_string(f.stall_ms) +
-           ",\"reset_rate\":" + std::to_string(f.reset_rate) + "}";
+           ",\"reset_rate\":" + std::to_string(f.reset_rate) +
+           ",\"rate_429\":" + std::to_string(f.rate_429) +
+           ",\"stall_rate\":" + std::to_string(f.stall_rate) + "}";
   }
 
   std::unique_ptr<httplib::Server> server_;
   std::thread thread_;
   int port_ = -1;
+  socket_t listen_socket_ = INVALID_SOCKET;  // set while binding, before the server thread starts
 
   std::atomic<double> failure_rate_{0.0};
   std::atomic<int> burst_503_{0};
@@ -363,10 +404,13 @@ class Server {
   std::atomic<int> latency_ms_{0};
   std::atomic<int> stall_ms_{0};
   std::atomic<double> reset_rate_{0.0};
+  std::atomic<double> rate_429_{0.0};
+  std::atomic<double> stall_rate_{1.0};
 
   std::atomic<std::uint64_t> requests_{0};
   std::atomic<std::uint64_t> connections_{0};
   std::atomic<std::uint64_t> injected_{0};
+  std::atomic<std::uint64_t> stalled_{0};
   std::array<std::atomic<std::uint64_t>, kPortWords> ports_seen_{};
 
   std::mutex sleep_mutex_;
