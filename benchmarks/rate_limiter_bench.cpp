@@ -25,8 +25,8 @@ namespace {
 /// A token per nanosecond, far more than a benchmark loop can take: every call finds one. At this
 /// rate a coarse clock's tick is a million tokens, so the take reads steady_clock::now().
 const bulwark::RateLimiterConfig never_empty{.max_requests = 1'000'000'000,
-                                                 .window = std::chrono::milliseconds{1'000},
-                                                 .burst = 100'000'000};
+                                             .window = std::chrono::milliseconds{1'000},
+                                             .burst = 100'000'000};
 
 // Every call finds a token. With 2 threads both share one limiter, so the bucket's cache line
 // moves between cores and a compare-exchange sometimes retries; no thread ever takes the mutex.
@@ -88,9 +88,8 @@ BENCHMARK(BM_RateLimiter_LockedReference)->Threads(1)->Threads(2);
 // The seed's rate (50 per 60 s: a token every 1.2 s) with a bucket deep enough never to run dry
 // in a benchmark. A token's interval is far above the coarse clock's resolution, so the take
 // reads CLOCK_MONOTONIC_COARSE (~4 ns) instead of steady_clock::now(): see RateLimiter::coarse_.
-const bulwark::RateLimiterConfig seed_rate_deep_bucket{.max_requests = 50,
-                                                           .window = std::chrono::milliseconds{60'000},
-                                                           .burst = 500'000'000};
+const bulwark::RateLimiterConfig seed_rate_deep_bucket{
+    .max_requests = 50, .window = std::chrono::milliseconds{60'000}, .burst = 500'000'000};
 
 void BM_RateLimiter_UncontendedSuccessSeedRate(benchmark::State& state) {
   static bulwark::RateLimiter<> limiter{seed_rate_deep_bucket};

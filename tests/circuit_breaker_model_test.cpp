@@ -35,7 +35,8 @@ class Model {
  public:
   explicit Model(const bulwark::CircuitBreakerConfig& config, std::int64_t start_ns)
       : config_(config), now_(start_ns) {
-    const auto p = static_cast<std::uint64_t>(std::chrono::nanoseconds(config.monitoring_period).count());
+    const auto p =
+        static_cast<std::uint64_t>(std::chrono::nanoseconds(config.monitoring_period).count());
     shift_ = 0;
     while ((std::uint64_t{1} << (shift_ + 1)) <= p / 10) ++shift_;
     buckets_ = static_cast<std::int64_t>((p + (std::uint64_t{1} << shift_) - 1) >> shift_);
@@ -49,11 +50,13 @@ class Model {
       failures_.push_back(now_);
       ++consecutive_failures_;
       consecutive_successes_ = 0;
-      if (state_ == CircuitState::half_open || failures_in_window() >= config_.failure_threshold) open();
+      if (state_ == CircuitState::half_open || failures_in_window() >= config_.failure_threshold)
+        open();
     } else {
       consecutive_failures_ = 0;
       ++consecutive_successes_;
-      if (state_ == CircuitState::half_open && consecutive_successes_ >= config_.success_threshold) close();
+      if (state_ == CircuitState::half_open && consecutive_successes_ >= config_.success_threshold)
+        close();
     }
     return false;
   }
@@ -124,19 +127,32 @@ std::string describe(const std::vector<Step>& steps) {
   std::ostringstream out;
   for (const Step& step : steps) {
     switch (step.op) {
-      case Op::succeed: out << "succeed "; break;
-      case Op::fail: out << "fail "; break;
-      case Op::advance: out << "advance(" << step.by.count() << "ms) "; break;
-      case Op::isolate: out << "isolate "; break;
-      case Op::reset: out << "reset "; break;
-      case Op::query: out << "query "; break;
+      case Op::succeed:
+        out << "succeed ";
+        break;
+      case Op::fail:
+        out << "fail ";
+        break;
+      case Op::advance:
+        out << "advance(" << step.by.count() << "ms) ";
+        break;
+      case Op::isolate:
+        out << "isolate ";
+        break;
+      case Op::reset:
+        out << "reset ";
+        break;
+      case Op::query:
+        out << "query ";
+        break;
     }
   }
   return out.str();
 }
 
 // Runs `steps` against both; returns a description of the first divergence, if any.
-std::optional<std::string> divergence(const bulwark::CircuitBreakerConfig& config, const std::vector<Step>& steps) {
+std::optional<std::string> divergence(const bulwark::CircuitBreakerConfig& config,
+                                      const std::vector<Step>& steps) {
   ManualClock clock;
   bulwark::CircuitBreaker<ManualClock> breaker{config, clock};
   Model model{config, std::chrono::nanoseconds(clock.now().time_since_epoch()).count()};
@@ -179,15 +195,19 @@ std::optional<std::string> divergence(const bulwark::CircuitBreakerConfig& confi
     }
     const auto m = breaker.metrics();
     std::ostringstream why;
-    if (real_rejected != model_rejected) why << "rejected " << *real_rejected << " vs model " << *model_rejected;
+    if (real_rejected != model_rejected)
+      why << "rejected " << *real_rejected << " vs model " << *model_rejected;
     const CircuitState expected = model.state();
     if (m.state != expected) why << "state " << name(m.state) << " vs model " << name(expected);
-    if (m.failures != model.failures_in_window()) why << "failures " << m.failures << " vs model " << model.failures_in_window();
+    if (m.failures != model.failures_in_window())
+      why << "failures " << m.failures << " vs model " << model.failures_in_window();
     if (m.consecutive_failures != model.consecutive_failures()) {
-      why << "consecutive_failures " << m.consecutive_failures << " vs model " << model.consecutive_failures();
+      why << "consecutive_failures " << m.consecutive_failures << " vs model "
+          << model.consecutive_failures();
     }
     if (m.consecutive_successes != model.consecutive_successes()) {
-      why << "consecutive_successes " << m.consecutive_successes << " vs model " << model.consecutive_successes();
+      why << "consecutive_successes " << m.consecutive_successes << " vs model "
+          << model.consecutive_successes();
     }
     if (!why.str().empty()) return "after step " + std::to_string(i + 1) + ": " + why.str();
   }
@@ -213,12 +233,22 @@ std::vector<Step> shrink(const bulwark::CircuitBreakerConfig& config, std::vecto
 
 }  // namespace
 
-TEST_CASE("the breaker follows the reference state machine on random sequences", "[circuit_breaker][model]") {
+TEST_CASE("the breaker follows the reference state machine on random sequences",
+          "[circuit_breaker][model]") {
   std::mt19937_64 random{20261124};
   const std::vector<bulwark::CircuitBreakerConfig> configs{
-      {.failure_threshold = 3, .success_threshold = 2, .open_timeout = 1'000ms, .monitoring_period = 5'000ms},
-      {.failure_threshold = 1, .success_threshold = 1, .open_timeout = 50ms, .monitoring_period = 30ms},
-      {.failure_threshold = 5, .success_threshold = 3, .open_timeout = 60s, .monitoring_period = 120s},
+      {.failure_threshold = 3,
+       .success_threshold = 2,
+       .open_timeout = 1'000ms,
+       .monitoring_period = 5'000ms},
+      {.failure_threshold = 1,
+       .success_threshold = 1,
+       .open_timeout = 50ms,
+       .monitoring_period = 30ms},
+      {.failure_threshold = 5,
+       .success_threshold = 3,
+       .open_timeout = 60s,
+       .monitoring_period = 120s},
   };
   for (const auto& config : configs) {
     const auto period = config.monitoring_period.count();
@@ -232,7 +262,9 @@ TEST_CASE("the breaker follows the reference state machine on random sequences",
         } else if (pick < 70) {
           steps.push_back({Op::fail});
         } else if (pick < 94) {
-          steps.push_back({Op::advance, std::chrono::milliseconds(static_cast<long>(random() % static_cast<std::uint64_t>(period / 2 + 1)))});
+          steps.push_back(
+              {Op::advance, std::chrono::milliseconds(static_cast<long>(
+                                random() % static_cast<std::uint64_t>(period / 2 + 1)))});
         } else if (pick < 96) {
           steps.push_back({Op::isolate});
         } else if (pick < 98) {
@@ -243,7 +275,8 @@ TEST_CASE("the breaker follows the reference state machine on random sequences",
       }
       if (const auto found = divergence(config, steps)) {
         const auto shortest = shrink(config, steps);
-        FAIL("divergence " << *divergence(config, shortest) << "\n  shortest sequence: " << describe(shortest));
+        FAIL("divergence " << *divergence(config, shortest)
+                           << "\n  shortest sequence: " << describe(shortest));
       }
     }
   }

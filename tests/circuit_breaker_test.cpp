@@ -45,7 +45,9 @@ void fail(Breaker& breaker) {
   }
 }
 
-void succeed(Breaker& breaker) { breaker.execute([] { return 1; }); }
+void succeed(Breaker& breaker) {
+  breaker.execute([] { return 1; });
+}
 
 bool rejects(Breaker& breaker) {
   try {
@@ -57,7 +59,10 @@ bool rejects(Breaker& breaker) {
 }
 
 CircuitBreakerConfig small_config() {
-  return {.failure_threshold = 3, .success_threshold = 2, .open_timeout = 10s, .monitoring_period = 60s};
+  return {.failure_threshold = 3,
+          .success_threshold = 2,
+          .open_timeout = 10s,
+          .monitoring_period = 60s};
 }
 
 }  // namespace
@@ -104,7 +109,8 @@ TEST_CASE("an open circuit rejects without calling and hints the time left", "[c
   CHECK(calls == 0);
 }
 
-TEST_CASE("open turns half_open once open_timeout has elapsed, even before a call", "[circuit_breaker]") {
+TEST_CASE("open turns half_open once open_timeout has elapsed, even before a call",
+          "[circuit_breaker]") {
   ManualClock clock;
   Breaker breaker{small_config(), clock};
   for (int i = 0; i < 3; ++i) fail(breaker);
@@ -130,7 +136,8 @@ TEST_CASE("success_threshold probe successes close the circuit", "[circuit_break
   CHECK(m.consecutive_failures == 0);
 }
 
-TEST_CASE("a failure while half_open reopens the circuit for another open_timeout", "[circuit_breaker]") {
+TEST_CASE("a failure while half_open reopens the circuit for another open_timeout",
+          "[circuit_breaker]") {
   ManualClock clock;
   Breaker breaker{small_config(), clock};
   for (int i = 0; i < 3; ++i) fail(breaker);
@@ -163,7 +170,8 @@ TEST_CASE("failures older than monitoring_period are forgotten", "[circuit_break
   }
 }
 
-TEST_CASE("a failure stops counting between 0.9 and 1.1 monitoring_period after it", "[circuit_breaker]") {
+TEST_CASE("a failure stops counting between 0.9 and 1.1 monitoring_period after it",
+          "[circuit_breaker]") {
   ManualClock clock;
   const auto offset = GENERATE(0ms, 1ms, 777ms, 3'999ms, 5'555ms);
   clock.advance(offset);
@@ -175,7 +183,8 @@ TEST_CASE("a failure stops counting between 0.9 and 1.1 monitoring_period after 
   CHECK(breaker.metrics().failures == 0);
 }
 
-TEST_CASE("a storm of a million failures neither allocates nor grows the breaker", "[circuit_breaker]") {
+TEST_CASE("a storm of a million failures neither allocates nor grows the breaker",
+          "[circuit_breaker]") {
   ManualClock clock;
   Breaker breaker{{.failure_threshold = 2'000'000, .monitoring_period = 60s}, clock};
   const bulwark::test::AllocationCounter allocations;
@@ -190,18 +199,23 @@ TEST_CASE("a storm of a million failures neither allocates nor grows the breaker
   CHECK(breaker.metrics().failures == 0);
 }
 
-TEST_CASE("a returned value that failure_traits marks failed counts as a failure", "[circuit_breaker]") {
+TEST_CASE("a returned value that failure_traits marks failed counts as a failure",
+          "[circuit_breaker]") {
   Breaker breaker{small_config(), ManualClock{}};
   for (int i = 0; i < 3; ++i) CHECK(breaker.execute([] { return Reply{503}; }).status == 503);
   CHECK(breaker.state() == CircuitState::open);
 }
 
-TEST_CASE("an exception that is_failure rejects counts as a success and is rethrown", "[circuit_breaker]") {
+TEST_CASE("an exception that is_failure rejects counts as a success and is rethrown",
+          "[circuit_breaker]") {
   auto config = small_config();
-  config.is_failure = [](const std::exception& e) { return dynamic_cast<const std::logic_error*>(&e) == nullptr; };
+  config.is_failure = [](const std::exception& e) {
+    return dynamic_cast<const std::logic_error*>(&e) == nullptr;
+  };
   Breaker breaker{config, ManualClock{}};
   for (int i = 0; i < 5; ++i) {
-    CHECK_THROWS_AS(breaker.execute([]() -> int { throw std::logic_error("404"); }), std::logic_error);
+    CHECK_THROWS_AS(breaker.execute([]() -> int { throw std::logic_error("404"); }),
+                    std::logic_error);
   }
   CHECK(breaker.state() == CircuitState::closed);
   CHECK(breaker.metrics().successes == 5);
@@ -283,7 +297,8 @@ TEST_CASE("an abandoned probe gives its place back", "[circuit_breaker]") {
   Breaker breaker{config, clock};
   for (int i = 0; i < 3; ++i) fail(breaker);
   clock.advance(10s);
-  CHECK_THROWS_AS(breaker.execute([]() -> int { throw bulwark::cancelled_error(); }), bulwark::cancelled_error);
+  CHECK_THROWS_AS(breaker.execute([]() -> int { throw bulwark::cancelled_error(); }),
+                  bulwark::cancelled_error);
   CHECK(breaker.state() == CircuitState::half_open);
   succeed(breaker);  // would be rejected if the cancelled probe still held the only place
   CHECK(breaker.metrics().consecutive_successes == 1);
@@ -334,8 +349,8 @@ TEST_CASE("on_state_change sees every transition in order", "[circuit_breaker]")
   breaker.isolate();
   breaker.reset();
   using S = CircuitState;
-  const std::vector<std::pair<S, S>> expected{{S::closed, S::open},    {S::open, S::half_open},
-                                              {S::half_open, S::open}, {S::open, S::half_open},
+  const std::vector<std::pair<S, S>> expected{{S::closed, S::open},      {S::open, S::half_open},
+                                              {S::half_open, S::open},   {S::open, S::half_open},
                                               {S::half_open, S::closed}, {S::closed, S::open},
                                               {S::open, S::closed}};
   CHECK(seen == expected);
@@ -346,7 +361,9 @@ TEST_CASE("on_state_change may call back into the breaker", "[circuit_breaker]")
   std::vector<CircuitState> observed;
   Breaker* self = nullptr;
   auto config = small_config();
-  config.on_state_change = [&](CircuitState, CircuitState) { observed.push_back(self->metrics().state); };
+  config.on_state_change = [&](CircuitState, CircuitState) {
+    observed.push_back(self->metrics().state);
+  };
   Breaker breaker{config, clock};
   self = &breaker;
   for (int i = 0; i < 3; ++i) fail(breaker);
@@ -373,14 +390,18 @@ TEST_CASE("every bad breaker config is a config_error naming the field", "[circu
                     Equals("CircuitBreakerConfig.open_timeout must be above 0, got 0ms"));
   CHECK_THROWS_WITH(Breaker({.monitoring_period = -5ms}, ManualClock{}),
                     Equals("CircuitBreakerConfig.monitoring_period must be above 0, got -5ms"));
-  CHECK_THROWS_WITH(Breaker({.open_timeout = std::chrono::milliseconds::max()}, ManualClock{}),
-                    Equals("CircuitBreakerConfig.open_timeout must be at most 365 days, got 9223372036854775807ms"));
-  CHECK_THROWS_WITH(Breaker({.monitoring_period = 366 * 24h}, ManualClock{}),
-                    Equals("CircuitBreakerConfig.monitoring_period must be at most 365 days, got 31622400000ms"));
+  CHECK_THROWS_WITH(
+      Breaker({.open_timeout = std::chrono::milliseconds::max()}, ManualClock{}),
+      Equals(
+          "CircuitBreakerConfig.open_timeout must be at most 365 days, got 9223372036854775807ms"));
+  CHECK_THROWS_WITH(
+      Breaker({.monitoring_period = 366 * 24h}, ManualClock{}),
+      Equals("CircuitBreakerConfig.monitoring_period must be at most 365 days, got 31622400000ms"));
   CHECK_THROWS_AS(Breaker({.failure_threshold = 0}, ManualClock{}), bulwark::config_error);
 }
 
-TEST_CASE("concurrent calls from several threads are counted exactly", "[circuit_breaker][threads]") {
+TEST_CASE("concurrent calls from several threads are counted exactly",
+          "[circuit_breaker][threads]") {
   ManualClock clock;
   Breaker breaker{{.failure_threshold = 1'000'000, .monitoring_period = 60s}, clock};
   constexpr int threads = 4;
@@ -447,7 +468,8 @@ TEST_CASE("half_open lets exactly half_open_max_calls probes through under real 
           }
           // Hold the probe until every other thread has tried (bounded, should the limit break).
           const auto give_up = std::chrono::steady_clock::now() + 2s;
-          while (finished_attempts.load() < threads - 2 && std::chrono::steady_clock::now() < give_up) {
+          while (finished_attempts.load() < threads - 2 &&
+                 std::chrono::steady_clock::now() < give_up) {
             std::this_thread::yield();
           }
           --in_probe;
@@ -465,7 +487,8 @@ TEST_CASE("half_open lets exactly half_open_max_calls probes through under real 
   CHECK(breaker.state() == CircuitState::half_open);
 }
 
-TEST_CASE("a breaker opened by one thread rejects calls from all threads", "[circuit_breaker][threads]") {
+TEST_CASE("a breaker opened by one thread rejects calls from all threads",
+          "[circuit_breaker][threads]") {
   ManualClock clock;
   Breaker breaker{small_config(), clock};
   std::atomic<int> rejected{0};
@@ -490,15 +513,18 @@ TEST_CASE("a breaker opened by one thread rejects calls from all threads", "[cir
   CHECK(breaker.state() == CircuitState::open);
   CHECK(ran + rejected == 2000);
   CHECK(ran >= 3);
-  CHECK(ran <= 3 + 3);  // besides the three that opened it, at most one call per other thread was in flight
+  CHECK(
+      ran <=
+      3 + 3);  // besides the three that opened it, at most one call per other thread was in flight
 }
 
 TEST_CASE("a failure recorded right after the circuit closes counts for a whole window",
           "[circuit_breaker][issue-6]") {
   // Found by the model test: clearing the window on close lost the next failure's bucket.
   ManualClock clock;
-  Breaker breaker{{.failure_threshold = 3, .success_threshold = 2, .open_timeout = 1s, .monitoring_period = 5s},
-                  clock};
+  Breaker breaker{
+      {.failure_threshold = 3, .success_threshold = 2, .open_timeout = 1s, .monitoring_period = 5s},
+      clock};
   for (int i = 0; i < 3; ++i) fail(breaker);
   clock.advance(1647ms);
   succeed(breaker);
@@ -529,7 +555,9 @@ TEST_CASE("on_event reports state changes and rejections", "[circuit_breaker][ev
 TEST_CASE("a throwing listener cannot break the breaker", "[circuit_breaker][events]") {
   auto config = small_config();
   config.on_event = [](const bulwark::Event&) { throw std::runtime_error("listener bug"); };
-  config.on_state_change = [](CircuitState, CircuitState) { throw std::runtime_error("listener bug"); };
+  config.on_state_change = [](CircuitState, CircuitState) {
+    throw std::runtime_error("listener bug");
+  };
   Breaker breaker{config, ManualClock{}};
   for (int i = 0; i < 3; ++i) fail(breaker);
   CHECK(breaker.state() == CircuitState::open);

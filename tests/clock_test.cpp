@@ -36,7 +36,8 @@ TEST_CASE("ManualClock::sleep_for records the sleep and advances time at once", 
   CHECK(clock.sleeps() == std::vector<ManualClock::duration>{100ms, 250ms});
 }
 
-TEST_CASE("ManualClock::sleep_for with a fired stop token returns false and does not sleep", "[clock]") {
+TEST_CASE("ManualClock::sleep_for with a fired stop token returns false and does not sleep",
+          "[clock]") {
   const ManualClock clock;
   std::stop_source stop;
   stop.request_stop();
@@ -55,7 +56,8 @@ TEST_CASE("advance wakes a waiter whose deadline passed", "[clock][threads]") {
   for (int i = 0; i < 4; ++i) {
     waiters.emplace_back([&] {
       std::unique_lock lock{mutex};
-      const bool ready = bulwark::detail::wait_until(clock, cv, lock, {}, deadline, [] { return false; });
+      const bool ready =
+          bulwark::detail::wait_until(clock, cv, lock, {}, deadline, [] { return false; });
       CHECK_FALSE(ready);
       CHECK(clock.now() >= deadline);
       ++woke;
@@ -75,7 +77,8 @@ TEST_CASE("a waiter wakes when its condition holds, before its deadline", "[cloc
   bool ready = false;
   std::thread waiter([&] {
     std::unique_lock lock{mutex};
-    CHECK(bulwark::detail::wait_until(clock, cv, lock, {}, clock.now() + 1h, [&] { return ready; }));
+    CHECK(
+        bulwark::detail::wait_until(clock, cv, lock, {}, clock.now() + 1h, [&] { return ready; }));
   });
   {
     std::scoped_lock lock{mutex};
@@ -92,7 +95,8 @@ TEST_CASE("a waiter wakes when its stop token fires", "[clock][threads]") {
   std::stop_source stop;
   std::thread waiter([&] {
     std::unique_lock lock{mutex};
-    CHECK_FALSE(bulwark::detail::wait_until(clock, cv, lock, stop.get_token(), clock.now() + 1h, [] { return false; }));
+    CHECK_FALSE(bulwark::detail::wait_until(clock, cv, lock, stop.get_token(), clock.now() + 1h,
+                                            [] { return false; }));
   });
   stop.request_stop();
   waiter.join();
@@ -140,10 +144,12 @@ TEST_CASE("rejections carry their data and derive from bulwark::error", "[errors
 
 TEST_CASE("config errors name the type, field, rule and value", "[errors]") {
   using Catch::Matchers::Equals;
-  CHECK_THROWS_WITH(bulwark::detail::require(false, "RetryConfig", "jitter_factor", "must be in [0, 1]", 1.5),
-                    Equals("RetryConfig.jitter_factor must be in [0, 1], got 1.5"));
-  CHECK_THROWS_WITH(bulwark::detail::require(false, "BulkheadConfig", "queue_timeout", "must be above 0", 0ms),
-                    Equals("BulkheadConfig.queue_timeout must be above 0, got 0ms"));
+  CHECK_THROWS_WITH(
+      bulwark::detail::require(false, "RetryConfig", "jitter_factor", "must be in [0, 1]", 1.5),
+      Equals("RetryConfig.jitter_factor must be in [0, 1], got 1.5"));
+  CHECK_THROWS_WITH(
+      bulwark::detail::require(false, "BulkheadConfig", "queue_timeout", "must be above 0", 0ms),
+      Equals("BulkheadConfig.queue_timeout must be above 0, got 0ms"));
   CHECK_NOTHROW(bulwark::detail::require(true, "X", "y", "z", 0));
 }
 

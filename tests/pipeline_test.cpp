@@ -89,7 +89,8 @@ TEST_CASE("an empty pipeline just calls f", "[pipeline]") {
   bulwark::Pipeline<> empty;
   CHECK(empty.execute([] { return 3; }) == 3);
   CHECK(empty([] { return 4; }) == 4);
-  CHECK(empty.execute(Context{.idempotent = false}, [](const Context& ctx) { return ctx.idempotent; }) == false);
+  CHECK(empty.execute(Context{.idempotent = false},
+                      [](const Context& ctx) { return ctx.idempotent; }) == false);
 }
 
 TEST_CASE("the first policy is the outermost", "[pipeline]") {
@@ -168,9 +169,11 @@ TEST_CASE("one breaker shared by two pipelines sees the failures of both", "[pip
   Breaker shared{{.failure_threshold = 2, .open_timeout = 10s}, clock};
   bulwark::Pipeline first{std::ref(shared)};
   bulwark::Pipeline second{std::ref(shared), TryThrice{.attempts = 1}};
-  CHECK_THROWS_AS(first.execute([]() -> int { throw std::runtime_error("a"); }), std::runtime_error);
+  CHECK_THROWS_AS(first.execute([]() -> int { throw std::runtime_error("a"); }),
+                  std::runtime_error);
   CHECK(shared.state() == CircuitState::closed);
-  CHECK_THROWS_AS(second.execute([]() -> int { throw std::runtime_error("b"); }), std::runtime_error);
+  CHECK_THROWS_AS(second.execute([]() -> int { throw std::runtime_error("b"); }),
+                  std::runtime_error);
   CHECK(shared.state() == CircuitState::open);
   CHECK_THROWS_AS(first.execute([] { return 1; }), bulwark::circuit_open_error);
   CHECK_THROWS_AS(second.execute([] { return 1; }), bulwark::circuit_open_error);
@@ -180,13 +183,15 @@ TEST_CASE("a breaker outside a retry counts one failure per call", "[pipeline]")
   ManualClock clock;
   bulwark::Pipeline pipeline{Breaker{{.failure_threshold = 3}, clock}, TryThrice{}};
   Upstream upstream{.failures_left = 1'000};
-  for (int call = 0; call < 2; ++call) CHECK_THROWS_AS(pipeline.execute(std::ref(upstream)), std::runtime_error);
+  for (int call = 0; call < 2; ++call)
+    CHECK_THROWS_AS(pipeline.execute(std::ref(upstream)), std::runtime_error);
   CHECK(upstream.calls == 6);  // each call retried three times
   CHECK(pipeline.get<0>().metrics().failures == 2);
   CHECK(pipeline.get<0>().state() == CircuitState::closed);
 }
 
-TEST_CASE("a breaker inside a retry counts every attempt and stops the retry once open", "[pipeline]") {
+TEST_CASE("a breaker inside a retry counts every attempt and stops the retry once open",
+          "[pipeline]") {
   ManualClock clock;
   bulwark::Pipeline pipeline{TryThrice{.attempts = 10}, Breaker{{.failure_threshold = 3}, clock}};
   Upstream upstream{.failures_left = 1'000};

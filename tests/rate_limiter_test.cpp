@@ -797,7 +797,8 @@ TEST_CASE("a SteadyClock limiter at the seed's rate grants exactly its burst, th
           "[rate_limiter]") {
   // At 50 per 60 s the take reads the coarse clock; a reading that finds no token must still be
   // settled by the exact clock, and the coarse one must never grant beyond the burst.
-  bulwark::RateLimiter<> limiter{{.max_requests = 50, .window = std::chrono::seconds{60}, .burst = 5}};
+  bulwark::RateLimiter<> limiter{
+      {.max_requests = 50, .window = std::chrono::seconds{60}, .burst = 5}};
   int granted = 0;
   for (int i = 0; i < 5; ++i) granted += limiter.execute([] { return 1; });
   CHECK(granted == 5);
@@ -824,12 +825,13 @@ TEST_CASE("on_event reports rejections and waits for a token", "[rate_limiter][e
   limiter.execute([] {});  // the only token: no event
   std::thread waiter([&] { limiter.execute([] {}); });
   const auto give_up = std::chrono::steady_clock::now() + 5s;
-  while (clock.waiting() == 0 && std::chrono::steady_clock::now() < give_up) std::this_thread::yield();
+  while (clock.waiting() == 0 && std::chrono::steady_clock::now() < give_up)
+    std::this_thread::yield();
   REQUIRE(clock.waiting() == 1);  // queued for the next token
   clock.advance(1s);
   waiter.join();
-  RateLimiter<ObservedClock> strict{{.max_requests = 1, .window = 1s, .burst = 1, .on_event = record},
-                                    clock};
+  RateLimiter<ObservedClock> strict{
+      {.max_requests = 1, .window = 1s, .burst = 1, .on_event = record}, clock};
   strict.execute([] {});
   CHECK_THROWS_AS(strict.execute([] {}), bulwark::rate_limited_error);
   const std::scoped_lock lock{events_mutex};

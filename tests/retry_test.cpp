@@ -265,7 +265,8 @@ TEST_CASE("recorded sleeps are the pure backoff of the thread's seeded draws", "
   CHECK(sleeps_ms(clock) == expected);
 }
 
-TEST_CASE("full jitter sleeps stay between 0 and min(max_delay, initial * multiplier^n)", "[retry]") {
+TEST_CASE("full jitter sleeps stay between 0 and min(max_delay, initial * multiplier^n)",
+          "[retry]") {
   const RetryConfig config{
       .max_attempts = 9, .initial_delay = 100ms, .max_delay = 2s, .backoff = Backoff::full_jitter};
   bool varied = false;
@@ -286,7 +287,8 @@ TEST_CASE("full jitter sleeps stay between 0 and min(max_delay, initial * multip
   CHECK(varied);
 }
 
-TEST_CASE("decorrelated jitter sleeps stay between initial and min(max_delay, previous * 3)", "[retry]") {
+TEST_CASE("decorrelated jitter sleeps stay between initial and min(max_delay, previous * 3)",
+          "[retry]") {
   const RetryConfig config{.max_attempts = 12,
                            .initial_delay = 100ms,
                            .max_delay = 3s,

@@ -19,8 +19,8 @@ struct Connection {
 };
 
 void print(const bulwark::ConnectionPoolMetrics& m) {
-  std::cout << "open " << m.open << ", idle " << m.idle << ", created " << m.created
-            << ", reused " << m.reused << ", discarded " << m.discarded << '\n';
+  std::cout << "open " << m.open << ", idle " << m.idle << ", created " << m.created << ", reused "
+            << m.reused << ", discarded " << m.discarded << '\n';
 }
 
 int main() {

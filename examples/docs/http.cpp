@@ -24,7 +24,7 @@ int main(int argc, char** argv) {
   config.pool.connections = 4;
   config.retry.initial_delay = 50ms;
   config.circuit_breaker.on_state_change = [](bulwark::CircuitState from,
-                                               bulwark::CircuitState to) {
+                                              bulwark::CircuitState to) {
     fmt::print("breaker: {} -> {}\n", from, to);
   };
   http::ResilientHttpClient client{argv[1], config};

@@ -58,8 +58,8 @@ int main() {
 
   auto& breaker = users.get<1>();  // a std::ref stage gives the policy itself
   auto& retry = users.get<bulwark::RetryStrategy<>>();
-  std::cout << "same breaker: " << (&breaker == &host_breaker) << ", retry attempts so far: "
-            << retry.metrics().attempts << '\n';
+  std::cout << "same breaker: " << (&breaker == &host_breaker)
+            << ", retry attempts so far: " << retry.metrics().attempts << '\n';
 
   auto [bulkhead, circuit, log, retries] = users.metrics();
   static_assert(std::is_same_v<decltype(log), std::monostate>);  // Log has no metrics()

@@ -10,8 +10,8 @@
 int main() {
   using namespace std::chrono_literals;
   bulwark::ManualClock clock;
-  bulwark::RateLimiter<bulwark::ManualClock> limiter{
-      {.max_requests = 2, .window = 1s, .burst = 2}, clock};
+  bulwark::RateLimiter<bulwark::ManualClock> limiter{{.max_requests = 2, .window = 1s, .burst = 2},
+                                                     clock};
 
   auto call = [&](const std::string& name) {
     try {
@@ -38,7 +38,6 @@ int main() {
   try {
     patient.execute([] {});  // the next token is 1 s away: rejected at once, no wait
   } catch (const bulwark::rate_limited_error& e) {
-    std::cout << "patient: rejected at once, next token in " << e.retry_after().count()
-              << " ms\n";
+    std::cout << "patient: rejected at once, next token in " << e.retry_after().count() << " ms\n";
   }
 }

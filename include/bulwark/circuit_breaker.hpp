@@ -73,13 +73,17 @@ struct CircuitBreakerConfig {
 
 /// A snapshot of a breaker; may be stale as soon as it is returned.
 struct CircuitBreakerMetrics {
-  CircuitState state = CircuitState::closed;       ///< Current state (half_open once open_timeout passed).
-  std::size_t failures = 0;                        ///< Failures within the rolling window.
-  std::size_t successes = 0;                       ///< Successes within the rolling window.
-  std::size_t consecutive_failures = 0;            ///< Failures since the last success.
-  std::size_t consecutive_successes = 0;           ///< Successes since the last failure (probes in half_open).
-  std::optional<SteadyClock::time_point> last_failure_time;  ///< When the last failure was recorded.
-  SteadyClock::time_point last_state_change{};     ///< When the state last changed (construction counts).
+  CircuitState state =
+      CircuitState::closed;              ///< Current state (half_open once open_timeout passed).
+  std::size_t failures = 0;              ///< Failures within the rolling window.
+  std::size_t successes = 0;             ///< Successes within the rolling window.
+  std::size_t consecutive_failures = 0;  ///< Failures since the last success.
+  std::size_t consecutive_successes =
+      0;  ///< Successes since the last failure (probes in half_open).
+  std::optional<SteadyClock::time_point>
+      last_failure_time;  ///< When the last failure was recorded.
+  SteadyClock::time_point
+      last_state_change{};  ///< When the state last changed (construction counts).
 };
 
 /// Fails fast while an upstream is failing. Thread-safe: every member may be called
@@ -105,8 +109,9 @@ class CircuitBreaker {
         permit.record(Outcome::success);
       } else {
         R result = detail::call_with_context(f, ctx);
-        permit.record(failure_traits<std::remove_cvref_t<R>>::is_failure(result) ? Outcome::failure
-                                                                                  : Outcome::success);
+        permit.record(failure_traits<std::remove_cvref_t<R>>::is_failure(result)
+                          ? Outcome::failure
+                          : Outcome::success);
         return result;
       }
     } catch (const error&) {
@@ -167,7 +172,9 @@ class CircuitBreaker {
                                                      : config.success_threshold),
           last_state_change(clock.now()) {}
 
-    bool counts_as_failure(const std::exception& e) const { return !config.is_failure || config.is_failure(e); }
+    bool counts_as_failure(const std::exception& e) const {
+      return !config.is_failure || config.is_failure(e);
+    }
 
     struct Ticket {
       Admission kind;
@@ -175,7 +182,8 @@ class CircuitBreaker {
     };
     Ticket admit() {
       // acquire: pairs with the release store of a transition to closed (see `state`).
-      if (state.load(std::memory_order_acquire) == CircuitState::closed) return {Admission::closed_call, 0};
+      if (state.load(std::memory_order_acquire) == CircuitState::closed)
+        return {Admission::closed_call, 0};
       std::optional<Transition> changed;
       std::chrono::milliseconds retry_after{0};
       Ticket ticket{};
@@ -213,7 +221,8 @@ class CircuitBreaker {
     void on_outcome(Ticket ticket, Outcome outcome) {
       if (ticket.kind == Admission::closed_call && outcome != Outcome::failure) {
         if (outcome == Outcome::success) {
-          successes.record(successes.coarse_ok() ? detail::SuccessWindow::coarse_ticks() : ticks(clock.now()));
+          successes.record(successes.coarse_ok() ? detail::SuccessWindow::coarse_ticks()
+                                                 : ticks(clock.now()));
           // relaxed: a stale non-zero only costs a lock; a stale zero races with a failure
           // that the failure's own lock orders anyway.
           if (consecutive_failures.load(std::memory_order_relaxed) == 0) return;
@@ -244,7 +253,8 @@ class CircuitBreaker {
           if (current == CircuitState::half_open && ticket.kind == Admission::probe &&
               ticket.generation == generation) {
             changed = transition_locked(CircuitState::open, now);
-          } else if (current == CircuitState::closed && failures.count(ticks(now)) >= config.failure_threshold) {
+          } else if (current == CircuitState::closed &&
+                     failures.count(ticks(now)) >= config.failure_threshold) {
             changed = transition_locked(CircuitState::open, now);
           }
         }
@@ -253,7 +263,8 @@ class CircuitBreaker {
     }
 
     CircuitState current_state() {
-      if (state.load(std::memory_order_acquire) != CircuitState::open) return state.load(std::memory_order_relaxed);
+      if (state.load(std::memory_order_acquire) != CircuitState::open)
+        return state.load(std::memory_order_relaxed);
       std::optional<Transition> changed;
       CircuitState now_state{};
       {
@@ -301,7 +312,8 @@ class CircuitBreaker {
 
     // open -> half_open once open_timeout has elapsed (unless isolated).
     std::optional<Transition> refresh_locked(TimePoint now) {
-      if (state.load(std::memory_order_relaxed) == CircuitState::open && !isolated && now >= open_until) {
+      if (state.load(std::memory_order_relaxed) == CircuitState::open && !isolated &&
+          now >= open_until) {
         return transition_locked(CircuitState::half_open, now);
       }
       return std::nullopt;
@@ -339,8 +351,9 @@ class CircuitBreaker {
         } catch (...) {  // documented: a throwing listener cannot break the breaker
         }
       }
-      detail::emit(config.on_event,
-                   {.type = EventType::circuit_state_changed, .from = changed->from, .to = changed->to});
+      detail::emit(
+          config.on_event,
+          {.type = EventType::circuit_state_changed, .from = changed->from, .to = changed->to});
     }
 
     static std::int64_t ticks(TimePoint t) noexcept {
@@ -376,7 +389,8 @@ class CircuitBreaker {
     Permit(const Permit&) = delete;
     Permit& operator=(const Permit&) = delete;
     ~Permit() {
-      if (core_ != nullptr && ticket_.kind == Admission::probe) core_->on_outcome(ticket_, Outcome::ignored);
+      if (core_ != nullptr && ticket_.kind == Admission::probe)
+        core_->on_outcome(ticket_, Outcome::ignored);
     }
     void record(Outcome outcome) {
       if (Core* core = std::exchange(core_, nullptr)) core->on_outcome(ticket_, outcome);

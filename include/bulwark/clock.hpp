@@ -80,7 +80,8 @@ class ManualClock {
   /// Moves virtual time forward and wakes every waiter so it can see whether its deadline passed.
   void advance(duration how_long) const {
     std::scoped_lock lock{state_->mutex};
-    state_->ticks.fetch_add(std::max(how_long, duration::zero()).count(), std::memory_order_relaxed);
+    state_->ticks.fetch_add(std::max(how_long, duration::zero()).count(),
+                            std::memory_order_relaxed);
     for (auto* cv : state_->waiters) cv->notify_all();
   }
 
@@ -107,8 +108,9 @@ class ManualClock {
 
  private:
   struct State {
-    std::atomic<duration::rep> ticks{std::chrono::duration_cast<duration>(std::chrono::hours(24)).count()};
-    std::mutex mutex;                                 // guards sleeps, waiters; orders advance()
+    std::atomic<duration::rep> ticks{
+        std::chrono::duration_cast<duration>(std::chrono::hours(24)).count()};
+    std::mutex mutex;  // guards sleeps, waiters; orders advance()
     std::vector<duration> sleeps;
     std::vector<std::condition_variable_any*> waiters;  // one entry per wait in progress
   };

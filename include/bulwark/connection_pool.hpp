@@ -524,14 +524,18 @@ void ConnectionPool<Connection, Clock>::close() {
 
 /// Deduces the connection type from the factory: `ConnectionPool pool{[] { return Socket{}; }}`.
 template <class Factory>
+// clang-format off
   requires std::invocable<Factory&>
 ConnectionPool(Factory, ConnectionPoolConfig = {})
     -> ConnectionPool<std::invoke_result_t<Factory&>>;
+// clang-format on
 
 /// Same, with a clock: `ConnectionPool pool{make_socket, {}, ManualClock{}}`.
 template <class Factory, class Clock>
+// clang-format off
   requires std::invocable<Factory&>
 ConnectionPool(Factory, ConnectionPoolConfig, Clock)
     -> ConnectionPool<std::invoke_result_t<Factory&>, Clock>;
+// clang-format on
 
 }  // namespace bulwark

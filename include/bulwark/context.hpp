@@ -18,16 +18,21 @@ namespace bulwark {
 
 /// Per-call data every policy honours. Cheap to copy; default: no stop, no deadline, idempotent.
 struct Context {
-  std::stop_token stop{};                            ///< Fires to cancel waits and retries.
-  std::optional<SteadyClock::time_point> deadline{}; ///< Never wait or sleep past it (policy's clock).
-  bool idempotent = true;                            ///< false: not safe to repeat; one attempt only.
+  /// Fires to cancel waits and retries.
+  std::stop_token stop{};
+  /// Never wait or sleep past it (compared with the policy's clock).
+  std::optional<SteadyClock::time_point> deadline{};
+  /// false: not safe to repeat, so a RetryStrategy makes one attempt only.
+  bool idempotent = true;
 };
 
 namespace detail {
 
 /// Calls `f(ctx)` when f takes the context, else `f()`.
+// clang-format off
 template <class F>
   requires std::invocable<F&, const Context&> || std::invocable<F&>
+// clang-format on
 decltype(auto) call_with_context(F& f, const Context& ctx) {
   if constexpr (std::invocable<F&, const Context&>) {
     return f(ctx);
@@ -38,7 +43,8 @@ decltype(auto) call_with_context(F& f, const Context& ctx) {
 
 /// The result type of calling `F` through call_with_context.
 template <class F>
-using context_call_result_t = decltype(call_with_context(std::declval<F&>(), std::declval<const Context&>()));
+using context_call_result_t =
+    decltype(call_with_context(std::declval<F&>(), std::declval<const Context&>()));
 
 }  // namespace detail
 }  // namespace bulwark

@@ -38,11 +38,13 @@ class circuit_open_error : public error, public retry_hint {
  public:
   /// `retry_after`: time left until the circuit lets a probe through (zero if unknown).
   explicit circuit_open_error(std::chrono::milliseconds retry_after)
-      : error("bulwark: circuit breaker is open; retry after " + std::to_string(retry_after.count()) +
-              "ms"),
+      : error("bulwark: circuit breaker is open; retry after " +
+              std::to_string(retry_after.count()) + "ms"),
         retry_after_(retry_after) {}
   /// Time left until the circuit turns half-open.
-  [[nodiscard]] std::chrono::milliseconds retry_after() const noexcept override { return retry_after_; }
+  [[nodiscard]] std::chrono::milliseconds retry_after() const noexcept override {
+    return retry_after_;
+  }
 
  private:
   std::chrono::milliseconds retry_after_;
@@ -59,7 +61,7 @@ class bulkhead_rejected_error : public error {
  public:
   explicit bulkhead_rejected_error(BulkheadRejection reason)
       : error(reason == BulkheadRejection::queue_full ? "bulwark: bulkhead queue is full"
-                                                       : "bulwark: bulkhead queue timeout"),
+                                                      : "bulwark: bulkhead queue timeout"),
         reason_(reason) {}
   /// Whether the queue was full or the wait timed out.
   [[nodiscard]] BulkheadRejection reason() const noexcept { return reason_; }
@@ -77,7 +79,9 @@ class rate_limited_error : public error, public retry_hint {
               "ms"),
         retry_after_(retry_after) {}
   /// Time until the next token.
-  [[nodiscard]] std::chrono::milliseconds retry_after() const noexcept override { return retry_after_; }
+  [[nodiscard]] std::chrono::milliseconds retry_after() const noexcept override {
+    return retry_after_;
+  }
 
  private:
   std::chrono::milliseconds retry_after_;

@@ -75,39 +75,45 @@ namespace detail {  // concepts the formatters below are constrained with
 /// One of bulwark's five metrics structs.
 template <class T>
 concept single_metrics = std::same_as<T, CircuitBreakerMetrics> ||
-                         std::same_as<T, BulkheadMetrics> || std::same_as<T, RateLimiterMetrics> ||
-                         std::same_as<T, RetryMetrics> || std::same_as<T, ConnectionPoolMetrics>;
+    std::same_as<T, BulkheadMetrics> || std::same_as<T, RateLimiterMetrics> ||
+    std::same_as<T, RetryMetrics> || std::same_as<T, ConnectionPoolMetrics>;
 
 // For each member name: `names_x` when T has a data member called x (of any type), `holds_x`
 // when that member is the right metrics struct. A type naming one with another type is not ours.
 template <class T>
-concept names_circuit_breaker = requires(const T& m) { m.circuit_breaker; };
+concept names_circuit_breaker = requires(const T& m) {
+  m.circuit_breaker;
+};
 template <class T>
-concept holds_circuit_breaker =
-    names_circuit_breaker<T> &&
+concept holds_circuit_breaker = names_circuit_breaker<T> &&
     std::same_as<std::remove_cvref_t<decltype(std::declval<const T&>().circuit_breaker)>,
                  CircuitBreakerMetrics>;
 template <class T>
-concept names_bulkhead = requires(const T& m) { m.bulkhead; };
+concept names_bulkhead = requires(const T& m) {
+  m.bulkhead;
+};
 template <class T>
-concept holds_bulkhead =
-    names_bulkhead<T> &&
+concept holds_bulkhead = names_bulkhead<T> &&
     std::same_as<std::remove_cvref_t<decltype(std::declval<const T&>().bulkhead)>, BulkheadMetrics>;
 template <class T>
-concept names_rate_limiter = requires(const T& m) { m.rate_limiter; };
+concept names_rate_limiter = requires(const T& m) {
+  m.rate_limiter;
+};
 template <class T>
-concept holds_rate_limiter =
-    names_rate_limiter<T> &&
+concept holds_rate_limiter = names_rate_limiter<T> &&
     std::same_as<std::remove_cvref_t<decltype(std::declval<const T&>().rate_limiter)>,
                  RateLimiterMetrics>;
 template <class T>
-concept names_retry = requires(const T& m) { m.retry; };
+concept names_retry = requires(const T& m) {
+  m.retry;
+};
 template <class T>
-concept holds_retry =
-    names_retry<T> &&
+concept holds_retry = names_retry<T> &&
     std::same_as<std::remove_cvref_t<decltype(std::declval<const T&>().retry)>, RetryMetrics>;
 template <class T>
-concept names_pool = requires(const T& m) { m.pool; };
+concept names_pool = requires(const T& m) {
+  m.pool;
+};
 template <class T>
 concept holds_pool =
     names_pool<T> && std::same_as<std::remove_cvref_t<decltype(std::declval<const T&>().pool)>,
@@ -115,14 +121,15 @@ concept holds_pool =
 
 template <class T>
 concept holds_any_metrics = holds_circuit_breaker<T> || holds_bulkhead<T> ||
-                            holds_rate_limiter<T> || holds_retry<T> || holds_pool<T>;
+    holds_rate_limiter<T> || holds_retry<T> || holds_pool<T>;
 template <class T>
-concept named_members_match =
-    names_circuit_breaker<T> == holds_circuit_breaker<T> &&
-    names_bulkhead<T> == holds_bulkhead<T> && names_rate_limiter<T> == holds_rate_limiter<T> &&
-    names_retry<T> == holds_retry<T> && names_pool<T> == holds_pool<T>;
+concept named_members_match = names_circuit_breaker<T>
+== holds_circuit_breaker<T>&& names_bulkhead<T> == holds_bulkhead<T>&& names_rate_limiter<T> ==
+    holds_rate_limiter<T>&& names_retry<T> == holds_retry<T>&& names_pool<T> == holds_pool<T>;
 template <class T>
-concept tuple_like = requires { std::tuple_size<T>::value; };
+concept tuple_like = requires {
+  std::tuple_size<T>::value;
+};
 
 /// A struct gathering bulwark metrics by name, as http::ResilientHttpClient::Metrics does: it has
 /// at least one of the members circuit_breaker, bulkhead, rate_limiter, retry, pool, and each of
@@ -210,8 +217,9 @@ struct fmt::formatter<bulwark::ConnectionPoolMetrics>
 /// as `{circuit_breaker={state=closed ...} bulkhead={...} rate_limiter={...} retry={...}
 /// pool={...}}`, members present only, always in that order.
 template <class T>
-  requires bulwark::detail::metrics_aggregate<T>
-struct fmt::formatter<T, char> : bulwark::detail::metrics_formatter<T> {};
+requires bulwark::detail::metrics_aggregate<T>
+struct fmt::formatter<T, char> : bulwark::detail::metrics_formatter<T> {
+};
 
 namespace bulwark {
 namespace detail {
@@ -497,9 +505,9 @@ template <class T>
 inline constexpr bool has_repeated_metrics = false;
 template <class... Ts>
 inline constexpr bool has_repeated_metrics<std::tuple<Ts...>> =
-    count_of<CircuitBreakerMetrics, Ts...>() > 1 ||
-    count_of<BulkheadMetrics, Ts...>() > 1 || count_of<RateLimiterMetrics, Ts...>() > 1 ||
-    count_of<RetryMetrics, Ts...>() > 1 || count_of<ConnectionPoolMetrics, Ts...>() > 1;
+    count_of<CircuitBreakerMetrics, Ts...>() > 1 || count_of<BulkheadMetrics, Ts...>() > 1 ||
+    count_of<RateLimiterMetrics, Ts...>() > 1 || count_of<RetryMetrics, Ts...>() > 1 ||
+    count_of<ConnectionPoolMetrics, Ts...>() > 1;
 
 }  // namespace detail
 

@@ -839,10 +839,9 @@ inline BaseUrl parse_base_url(std::string_view url) {
                          return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' ||
                                 c == '-' || c == '.';
                        });
-    bad("must start with http:// or https://",
-        scheme_end == std::string_view::npos ? "no scheme"
-        : plain                              ? scheme + "://..."
-                                             : std::string("an unrecognised scheme"));
+    bad("must start with http:// or https://", scheme_end == std::string_view::npos ? "no scheme"
+                                               : plain ? scheme + "://..."
+                                                       : std::string("an unrecognised scheme"));
   }
   out.tls = scheme == "https";
   std::string_view rest = url.substr(scheme_end + 3);

@@ -47,21 +47,27 @@ constexpr T& stage_ref(std::reference_wrapper<T> stage) noexcept {
 template <class F>
 struct user_call {
   F& f;
+  // clang-format off
   decltype(auto) operator()(const Context& ctx) const
     requires std::invocable<F&, const Context&> || std::invocable<F&>
   {
+    // clang-format on
     return call_with_context(f, ctx);
   }
+  // clang-format off
   template <class First, class... Rest>
     requires(!std::same_as<std::remove_cvref_t<First>, Context> || sizeof...(Rest) > 0) &&
             std::invocable<F&, First, Rest...>
   decltype(auto) operator()(First&& first, Rest&&... rest) const {
+    // clang-format on
     return f(std::forward<First>(first), std::forward<Rest>(rest)...);
   }
 };
 
 template <class T>
-concept has_metrics = requires(const T& policy) { policy.metrics(); };
+concept has_metrics = requires(const T& policy) {
+  policy.metrics();
+};
 
 template <class T>
 auto metrics_of(const T& policy) {
@@ -146,7 +152,9 @@ class Pipeline {
       return detail::stage_ref(std::get<I>(stages_)).execute(ctx, detail::user_call<F>{f});
     } else {
       return detail::stage_ref(std::get<I>(stages_))
-          .execute(ctx, [this, &f](const Context& inner) -> decltype(auto) { return run<I + 1>(inner, f); });
+          .execute(ctx, [this, &f](const Context& inner) -> decltype(auto) {
+            return run<I + 1>(inner, f);
+          });
     }
   }
 

@@ -43,7 +43,7 @@ struct RateLimiterConfig {
   /// Receives rate_limited (delay: retry_after) and rate_limiter_waited (delay: time waited)
   /// events; empty: none are made, and the take costs one branch more.
   EventListener on_event{};
-  void validate() const;                     ///< Throws config_error naming the first bad field.
+  void validate() const;  ///< Throws config_error naming the first bad field.
 };
 
 /// A snapshot of a rate limiter; may be stale as soon as it is returned.
@@ -77,7 +77,7 @@ class RateLimiter {
   /// deadline_exceeded_error when ctx.deadline has already passed (a wait that could not end
   /// before the deadline is never started: that is a rate_limited_error, at once).
   template <class F>
-    requires std::invocable<F&, const Context&> || std::invocable<F&>
+  requires std::invocable<F&, const Context&> || std::invocable<F&>
   decltype(auto) execute(const Context& ctx, F&& f) {
     if (config_.on_event) {
       acquire_reporting(ctx);
@@ -89,10 +89,8 @@ class RateLimiter {
 
   /// Same as execute(Context{}, f).
   template <class F>
-    requires std::invocable<F&, const Context&> || std::invocable<F&>
-  decltype(auto) execute(F&& f) {
-    return execute(Context{}, std::forward<F>(f));
-  }
+  requires std::invocable<F&, const Context&> || std::invocable<F&>
+  decltype(auto) execute(F&& f) { return execute(Context{}, std::forward<F>(f)); }
 
   /// Tokens in the bucket now, its capacity and its refill rate. Lock-free, except once per
   /// decode horizon (see below), when it takes the mutex.

@@ -27,6 +27,7 @@ TEST_CASE("a Retry-After date past the year 2262 is capped, not overflowed", "[h
   using namespace std::chrono_literals;
   const std::chrono::system_clock::time_point now{std::chrono::seconds{1'795'478'400}};
   const auto wait = bulwark::http::parse_retry_after("Wed, 25 Nov 9640 00:00:10 GMT", now);
-  CHECK(wait == std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::seconds{10LL * 366 * 24 * 3600}));
+  CHECK(wait == std::chrono::duration_cast<std::chrono::milliseconds>(
+                    std::chrono::seconds{10LL * 366 * 24 * 3600}));
   CHECK(bulwark::http::parse_retry_after("Wed, 25 Nov 2026 00:00:10 GMT", now) == 24h + 10s);
 }

@@ -22,8 +22,8 @@
 #include <atomic>
 #include <bit>
 #include <chrono>
-#include <cstddef>
 #include <climits>
+#include <cstddef>
 #include <cstdint>
 
 #include "coarse_clock.hpp"
@@ -106,7 +106,8 @@ class SuccessWindow {
  public:
   /// `coarse`: the clock is SteadyClock, so the cheap coarse monotonic clock may stamp events
   /// when its resolution is small against a bucket.
-  SuccessWindow(WindowShape shape, bool coarse) : shape_(shape), coarse_(coarse && coarse_fits(shape)) {}
+  SuccessWindow(WindowShape shape, bool coarse)
+      : shape_(shape), coarse_(coarse && coarse_fits(shape)) {}
 
   /// Whether record() may be given coarse_ticks() instead of the exact time.
   [[nodiscard]] bool coarse_ok() const noexcept { return coarse_; }
@@ -116,19 +117,21 @@ class SuccessWindow {
     const std::size_t index = StripeRegistry::this_thread();
     Stripe& stripe = stripes_[index];
     const std::int64_t bucket = shape_.bucket_of(ticks);
-    std::atomic<std::uint64_t>& cell = stripe.cells[static_cast<std::size_t>(bucket) & (WindowShape::slots - 1)];
+    std::atomic<std::uint64_t>& cell =
+        stripe.cells[static_cast<std::size_t>(bucket) & (WindowShape::slots - 1)];
     const auto tag = static_cast<std::uint32_t>(bucket);
     // relaxed everywhere: counts are statistics; readers need no ordering with other memory.
     if (index < StripeRegistry::owned) {  // this thread alone writes here: load + store
       const std::uint64_t seen = cell.load(std::memory_order_relaxed);
       cell.store(static_cast<std::uint32_t>(seen >> 32) == tag ? seen + 1 : pack(tag, 1),
                  std::memory_order_relaxed);
-      stripe.total.store(stripe.total.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+      stripe.total.store(stripe.total.load(std::memory_order_relaxed) + 1,
+                         std::memory_order_relaxed);
     } else {
       std::uint64_t seen = cell.load(std::memory_order_relaxed);
-      while (!cell.compare_exchange_weak(seen,
-                                         static_cast<std::uint32_t>(seen >> 32) == tag ? seen + 1 : pack(tag, 1),
-                                         std::memory_order_relaxed)) {
+      while (!cell.compare_exchange_weak(
+          seen, static_cast<std::uint32_t>(seen >> 32) == tag ? seen + 1 : pack(tag, 1),
+          std::memory_order_relaxed)) {
       }
       stripe.total.fetch_add(1, std::memory_order_relaxed);
     }
@@ -143,7 +146,8 @@ class SuccessWindow {
       const auto age = static_cast<std::uint32_t>(now - sums[slot].tag);
       if (age >= shape_.buckets) continue;
       const Sum& gone = forgotten_[slot];
-      sum += sums[slot].count - (gone.tag == sums[slot].tag ? std::min(gone.count, sums[slot].count) : 0);
+      sum += sums[slot].count -
+             (gone.tag == sums[slot].tag ? std::min(gone.count, sums[slot].count) : 0);
     }
     return sum;
   }

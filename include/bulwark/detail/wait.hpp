@@ -18,8 +18,8 @@ namespace bulwark::detail {
 /// Waits until `ready()`, `stop` or `deadline` (on `clock`); returns `ready()`. Uses the clock's
 /// own wait_until when it has one; any other clock is polled once a millisecond.
 template <class Clock, class Lock, class Predicate>
-bool wait_until(const Clock& clock, std::condition_variable_any& cv, Lock& lock, std::stop_token stop,
-                typename Clock::time_point deadline, Predicate ready) {
+bool wait_until(const Clock& clock, std::condition_variable_any& cv, Lock& lock,
+                std::stop_token stop, typename Clock::time_point deadline, Predicate ready) {
   if constexpr (requires { clock.wait_until(cv, lock, stop, deadline, ready); }) {
     return clock.wait_until(cv, lock, stop, deadline, ready);
   } else {
