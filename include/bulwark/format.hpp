@@ -139,17 +139,7 @@ concept metrics_aggregate = std::is_class_v<T> && !std::ranges::range<T> && !tup
                             holds_any_metrics<T> && named_members_match<T>;
 
 /// "closed", "open", "half_open" ("unknown" for a value outside the enum).
-constexpr std::string_view state_name(CircuitState state) noexcept {
-  switch (state) {
-    case CircuitState::closed:
-      return "closed";
-    case CircuitState::open:
-      return "open";
-    case CircuitState::half_open:
-      return "half_open";
-  }
-  return "unknown";
-}
+constexpr std::string_view state_name(CircuitState state) noexcept { return to_string(state); }
 
 /// What the metrics formatters share: an empty format spec only ("{}"), and output through
 /// format_fields (defined at the bottom of this file).
