@@ -81,7 +81,7 @@ done
 log "test_api (pid $SERVER_PID) listening on 127.0.0.1:$PORT"
 
 set +e
-timeout 60 "$CLIENT_BIN" "http://127.0.0.1:$PORT"
+timeout 60 "$CLIENT_BIN" "http://127.0.0.1:$PORT" --metrics-port 0
 status=$?
 set -e
 log "resilient_client exited with status $status"
