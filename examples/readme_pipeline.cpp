@@ -9,8 +9,8 @@ using namespace std::chrono_literals;
 int fetch_user(int id) { return id; }  // stands in for a call to the upstream API
 
 int main() {
+  // The first policy is the outermost.
   bulwark::Pipeline pipeline{
-      // the first policy is the outermost
       bulwark::RateLimiter{{.max_requests = 50, .window = 60s, .burst = 60}},
       bulwark::Bulkhead{{.max_concurrent = 10, .max_queue = 20, .queue_timeout = 5s}},
       bulwark::CircuitBreaker{{.failure_threshold = 5, .open_timeout = 60s}},
