@@ -65,7 +65,7 @@ class Bulkhead {
  public:
   /// Validates `config` (config_error) and starts with every slot free.
   explicit Bulkhead(BulkheadConfig config = {}, Clock clock = {})
-      : config_((config.validate(), config)),
+      : config_((config.validate(), std::move(config))),
         clock_(std::move(clock)),
         state_(std::make_unique<State>(config_.max_concurrent)) {}
 

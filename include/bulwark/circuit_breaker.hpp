@@ -206,12 +206,12 @@ class CircuitBreaker {
             retry_after = isolated || now >= open_until
                               ? std::chrono::milliseconds{0}
                               : std::chrono::ceil<std::chrono::milliseconds>(open_until - now);
-            ticket = {Admission::probe, kRejected};
+            ticket = {Admission::probe, rejected_generation};
             break;
         }
       }
       notify(changed);
-      if (ticket.generation == kRejected) {
+      if (ticket.generation == rejected_generation) {
         detail::emit(config.on_event, {.type = EventType::circuit_rejected, .delay = retry_after});
         throw circuit_open_error(retry_after);
       }
@@ -250,11 +250,12 @@ class CircuitBreaker {
                                      std::memory_order_relaxed);
           successes_before_last_failure = successes.total();
           const CircuitState current = state.load(std::memory_order_relaxed);
-          if (current == CircuitState::half_open && ticket.kind == Admission::probe &&
-              ticket.generation == generation) {
-            changed = transition_locked(CircuitState::open, now);
-          } else if (current == CircuitState::closed &&
-                     failures.count(ticks(now)) >= config.failure_threshold) {
+          const bool probe_failed = current == CircuitState::half_open &&
+                                    ticket.kind == Admission::probe &&
+                                    ticket.generation == generation;
+          const bool threshold_reached = current == CircuitState::closed &&
+                                         failures.count(ticks(now)) >= config.failure_threshold;
+          if (probe_failed || threshold_reached) {
             changed = transition_locked(CircuitState::open, now);
           }
         }
@@ -360,7 +361,7 @@ class CircuitBreaker {
       return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
     }
 
-    static constexpr std::uint64_t kRejected = ~std::uint64_t{0};
+    static constexpr std::uint64_t rejected_generation = ~std::uint64_t{0};
 
     const CircuitBreakerConfig config;
     const Clock clock;

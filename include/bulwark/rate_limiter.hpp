@@ -329,7 +329,7 @@ class RateLimiter<Clock>::QueueExit {
 
 template <class Clock>
 RateLimiter<Clock>::RateLimiter(RateLimiterConfig config, Clock clock)
-    : config_((config.validate(), config)), clock_(std::move(clock)) {
+    : config_((config.validate(), std::move(config))), clock_(std::move(clock)) {
   if constexpr (std::is_same_v<Clock, SteadyClock>) {
     const auto interval = std::chrono::duration_cast<std::chrono::nanoseconds>(config_.window) /
                           static_cast<std::chrono::nanoseconds::rep>(config_.max_requests);

@@ -384,8 +384,8 @@ inline std::chrono::milliseconds retry_hint_of(const std::exception& error) noex
 inline std::chrono::milliseconds backoff_delay(const RetryConfig& config, std::size_t retry,
                                                double draw,
                                                std::chrono::milliseconds previous) noexcept {
-  const double initial = static_cast<double>(config.initial_delay.count());
-  const double cap = static_cast<double>(config.max_delay.count());
+  const auto initial = static_cast<double>(config.initial_delay.count());
+  const auto cap = static_cast<double>(config.max_delay.count());
   // pow may reach infinity for a large retry; min brings it back to the cap.
   const auto capped_exponential = [&] {
     return std::min(initial * std::pow(config.backoff_multiplier, static_cast<double>(retry)), cap);
@@ -425,7 +425,7 @@ inline std::uint64_t fresh_retry_seed(const void* salt) noexcept {
   const auto ticks =
       static_cast<std::uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
   const std::uint64_t thread = std::hash<std::thread::id>{}(std::this_thread::get_id());
-  const std::uint64_t address = reinterpret_cast<std::uintptr_t>(salt);
+  const auto address = static_cast<std::uint64_t>(reinterpret_cast<std::uintptr_t>(salt));
   return ticks ^ (thread << 1) ^ address;
 }
 

@@ -11,9 +11,7 @@
 #include <chrono>
 #include <cstdint>
 
-#if defined(__linux__)
-#include <time.h>
-#endif
+#include <ctime>  // clock_gettime, CLOCK_MONOTONIC_COARSE (POSIX, declared by glibc's <ctime>)
 
 namespace bulwark::detail {
 
