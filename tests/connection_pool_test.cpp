@@ -199,6 +199,25 @@ TEST_CASE("the most recently returned connection is reused first", "[connection_
   CHECK(fields(pool.metrics()) == std::array<std::size_t, 6>{2, 2, 0, 2, 2, 0});
 }
 
+TEST_CASE("a thread gets back the connection it returned last, ahead of newer ones",
+          "[connection_pool][threads]") {
+  Counters counters;
+  Pool pool{factory_for(counters), {}, ManualClock{}};
+  auto mine = std::make_optional(pool.acquire());
+  auto theirs = std::make_optional(pool.acquire());
+  REQUIRE((*mine)->id() == 1);
+  mine.reset();  // this thread returns connection 1
+  std::thread other([&] { theirs.reset(); });  // another thread returns connection 2, later
+  other.join();
+  const auto again = pool.acquire();
+  CHECK(again->id() == 1);  // plain LIFO would give 2, the newer one
+  int third_got = 0;
+  std::thread third([&] { third_got = pool.acquire()->id(); });  // no affinity: what is idle
+  third.join();
+  CHECK(third_got == 2);
+  CHECK(pool.metrics().reused == 2);
+}
+
 TEST_CASE("a connection whose call threw is discarded and the exception passes through",
           "[connection_pool]") {
   Counters counters;

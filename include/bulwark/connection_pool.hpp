@@ -307,6 +307,16 @@ class ConnectionPool {
   static constexpr const char* closed_message = "bulwark: connection pool is closed";
 
   // Pops fresh idle connections for the caller; chains stale ones met on the way onto `closing`.
+  // The idle connection the calling thread returned last, per thread (one pool at a time).
+  struct LastReturned {
+    const State* state = nullptr;
+    std::size_t slot = 0;
+  };
+  static LastReturned& last_returned() noexcept {
+    thread_local LastReturned last;
+    return last;
+  }
+
   static Grant take_idle_locked(State& state, time_point now, std::size_t& closing) noexcept {
     const auto stale = [&](const Slot& slot) {
       return now - slot.returned >= state.idle_timeout || now - slot.created >= state.max_lifetime;
@@ -317,6 +327,23 @@ class ConnectionPool {
       state.idle_bottom = wrap(state, state.idle_bottom + 1);
       --state.idle_count;
       chain_closing_locked(state, slot, closing);
+    }
+    // Affinity: the connection this thread returned last, if it is still idle and fresh, comes
+    // back to it first (its peer on the other side is likely still warm for this thread). It
+    // leaves the stack from where it sits; the rest keep their order, oldest at the bottom.
+    const LastReturned mine = last_returned();
+    if (mine.state == &state) {
+      for (std::size_t i = 0; i < state.idle_count; ++i) {
+        if (state.idle[wrap(state, state.idle_bottom + i)] != mine.slot) continue;
+        if (stale(state.slots[mine.slot])) break;
+        for (std::size_t j = i; j + 1 < state.idle_count; ++j) {
+          state.idle[wrap(state, state.idle_bottom + j)] =
+              state.idle[wrap(state, state.idle_bottom + j + 1)];
+        }
+        --state.idle_count;
+        ++state.reused;
+        return Grant{.slot = mine.slot, .has_connection = true};
+      }
     }
     while (state.idle_count > 0) {
       --state.idle_count;
@@ -436,6 +463,7 @@ class ConnectionPool {
           slot.returned = now;
           state.idle[wrap(state, state.idle_bottom + state.idle_count)] = slot_index;
           ++state.idle_count;
+          last_returned() = LastReturned{.state = &state, .slot = slot_index};
         }
         return;
       }
