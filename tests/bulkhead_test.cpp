@@ -19,6 +19,8 @@
 #include <utility>
 #include <vector>
 
+#include "support/event_log.hpp"
+
 using namespace std::chrono_literals;
 using bulwark::Bulkhead;
 using bulwark::BulkheadConfig;
@@ -801,32 +803,8 @@ TEST_CASE("a bulkhead is movable before use and works after the move", "[bulkhea
 
 namespace {
 
-// What a listener saw: type and delay of each event, in order.
-struct Seen {
-  bulwark::EventType type;
-  std::chrono::milliseconds delay;
-  bool operator==(const Seen&) const = default;
-};
-
-// Collects events from every thread. Declare it before the bulkhead and the Scene.
-class EventLog {
- public:
-  bulwark::EventListener listener() {
-    return [this](const bulwark::Event& e) {
-      const std::scoped_lock lock{mutex_};
-      seen_.push_back({e.type, std::chrono::duration_cast<std::chrono::milliseconds>(e.delay)});
-    };
-  }
-  [[nodiscard]] std::vector<Seen> seen() const {
-    const std::scoped_lock lock{mutex_};
-    return seen_;
-  }
-  [[nodiscard]] std::size_t size() const { return seen().size(); }
-
- private:
-  mutable std::mutex mutex_;
-  std::vector<Seen> seen_;
-};
+using bulwark::test::EventLog;
+using bulwark::test::Seen;
 
 constexpr auto queued = bulwark::EventType::bulkhead_queued;
 constexpr auto dequeued = bulwark::EventType::bulkhead_dequeued;

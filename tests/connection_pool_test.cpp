@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "support/allocations.hpp"
+#include "support/event_log.hpp"
 
 using namespace std::chrono_literals;
 using bulwark::ConnectionPool;
@@ -206,7 +207,7 @@ TEST_CASE("a thread gets back the connection it returned last, ahead of newer on
   auto mine = std::make_optional(pool.acquire());
   auto theirs = std::make_optional(pool.acquire());
   REQUIRE((*mine)->id() == 1);
-  mine.reset();  // this thread returns connection 1
+  mine.reset();                                // this thread returns connection 1
   std::thread other([&] { theirs.reset(); });  // another thread returns connection 2, later
   other.join();
   const auto again = pool.acquire();
@@ -854,31 +855,8 @@ TEST_CASE("max_connections is never exceeded under real threads", "[connection_p
 
 namespace {
 
-// What a listener saw: type and delay of each event, in order.
-struct Seen {
-  bulwark::EventType type;
-  std::chrono::milliseconds delay;
-  bool operator==(const Seen&) const = default;
-};
-
-// Collects events from every thread. Declare it before the pool.
-class EventLog {
- public:
-  bulwark::EventListener listener() {
-    return [this](const bulwark::Event& e) {
-      const std::scoped_lock lock{mutex_};
-      seen_.push_back({e.type, std::chrono::duration_cast<std::chrono::milliseconds>(e.delay)});
-    };
-  }
-  [[nodiscard]] std::vector<Seen> seen() const {
-    const std::scoped_lock lock{mutex_};
-    return seen_;
-  }
-
- private:
-  mutable std::mutex mutex_;
-  std::vector<Seen> seen_;
-};
+using bulwark::test::EventLog;
+using bulwark::test::Seen;
 
 // How one acquire() on another thread ended: the connection's id, or 0 for pool_exhausted_error,
 // -1 for cancelled_error, -2 for anything else.
