@@ -378,6 +378,9 @@ TEST_CASE("results pass through: values, void, move-only and references", "[circ
   int& ref = breaker.execute([&]() -> int& { return target; });
   CHECK(&ref == &target);
   breaker.execute([](const bulwark::Context& ctx) { CHECK(ctx.idempotent); });
+  int moved_from = 9;
+  int&& rvalue = breaker.execute([&]() -> int&& { return std::move(moved_from); });
+  CHECK(&rvalue == &moved_from);
 }
 
 TEST_CASE("every bad breaker config is a config_error naming the field", "[circuit_breaker]") {

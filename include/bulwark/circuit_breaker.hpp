@@ -112,7 +112,11 @@ class CircuitBreaker {
         permit.record(failure_traits<std::remove_cvref_t<R>>::is_failure(result)
                           ? Outcome::failure
                           : Outcome::success);
-        return result;
+        if constexpr (std::is_reference_v<R>) {
+          return static_cast<R>(result);  // R&& names an lvalue here: forward it as R
+        } else {
+          return result;
+        }
       }
     } catch (const error&) {
       permit.record(Outcome::ignored);  // another policy's rejection says nothing of the upstream

@@ -123,15 +123,12 @@ class SuccessWindow {
     // relaxed everywhere: counts are statistics; readers need no ordering with other memory.
     if (index < StripeRegistry::owned) {  // this thread alone writes here: load + store
       const std::uint64_t seen = cell.load(std::memory_order_relaxed);
-      cell.store(static_cast<std::uint32_t>(seen >> 32) == tag ? seen + 1 : pack(tag, 1),
-                 std::memory_order_relaxed);
+      cell.store(next(seen, tag), std::memory_order_relaxed);
       stripe.total.store(stripe.total.load(std::memory_order_relaxed) + 1,
                          std::memory_order_relaxed);
     } else {
       std::uint64_t seen = cell.load(std::memory_order_relaxed);
-      while (!cell.compare_exchange_weak(
-          seen, static_cast<std::uint32_t>(seen >> 32) == tag ? seen + 1 : pack(tag, 1),
-          std::memory_order_relaxed)) {
+      while (!cell.compare_exchange_weak(seen, next(seen, tag), std::memory_order_relaxed)) {
       }
       stripe.total.fetch_add(1, std::memory_order_relaxed);
     }
@@ -169,6 +166,12 @@ class SuccessWindow {
  private:
   static constexpr std::uint64_t pack(std::uint32_t tag, std::uint32_t count) noexcept {
     return (std::uint64_t{tag} << 32) | count;
+  }
+  // The cell after one more event in bucket `tag`: a new bucket starts at 1; a full count stays
+  // full (2^32 - 1) rather than carrying into the tag.
+  static constexpr std::uint64_t next(std::uint64_t seen, std::uint32_t tag) noexcept {
+    if (static_cast<std::uint32_t>(seen >> 32) != tag) return pack(tag, 1);
+    return static_cast<std::uint32_t>(seen) == UINT32_MAX ? seen : seen + 1;
   }
   // The coarse clock may stamp events when a bucket is at least 100 of its resolutions wide.
   static bool coarse_fits(const WindowShape& shape) noexcept {

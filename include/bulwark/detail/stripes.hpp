@@ -22,24 +22,36 @@ class StripeRegistry {
   static constexpr std::size_t owned = 16;
   static constexpr std::size_t shared = 4;
 
-  struct ThreadStripe {
-    std::size_t index;
-    ThreadStripe() : index(take()) {}
-    ~ThreadStripe() {
-      // release: the next owner sees every count this thread stored.
-      if (index < owned) used().fetch_and(~(std::uint32_t{1} << index), std::memory_order_release);
-    }
-    ThreadStripe(const ThreadStripe&) = delete;
-    ThreadStripe& operator=(const ThreadStripe&) = delete;
-  };
-
-  /// This thread's stripe number.
+  /// This thread's stripe number. After the thread gave its owned stripe back (at thread exit),
+  /// a later use from another thread_local's destructor gets a shared stripe, never the old one.
   static std::size_t this_thread() {
-    thread_local const ThreadStripe stripe;
-    return stripe.index;
+    // A plain number, valid to the very end of the thread; the guard below gives it back.
+    thread_local std::size_t index = unassigned;
+    if (index == unassigned) [[unlikely]] {
+      index = take();
+      thread_local const GiveBack give_back{index};
+    }
+    return index;
   }
 
  private:
+  static constexpr std::size_t unassigned = ~std::size_t{0};
+
+  // Destroyed with the thread's other thread_locals: frees the owned stripe, and points the
+  // thread at a shared one for whatever still counts after it.
+  struct GiveBack {
+    std::size_t& index;
+    explicit GiveBack(std::size_t& taken) noexcept : index(taken) {}
+    GiveBack(const GiveBack&) = delete;
+    GiveBack& operator=(const GiveBack&) = delete;
+    ~GiveBack() {
+      if (index >= owned) return;
+      // release: the next owner sees every count this thread stored.
+      used().fetch_and(~(std::uint32_t{1} << index), std::memory_order_release);
+      index = owned;
+    }
+  };
+
   static std::atomic<std::uint32_t>& used() {
     static std::atomic<std::uint32_t> mask{0};  // trivially destructible: safe at exit
     return mask;
