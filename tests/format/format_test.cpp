@@ -25,6 +25,8 @@ static_assert(!format_includes_httplib, "bulwark/format.hpp must not include cpp
 
 #include <fmt/format.h>
 
+#include "format/client_metrics.hpp"
+
 using namespace std::chrono_literals;
 using bulwark::CircuitState;
 using bulwark::ManualClock;
@@ -32,14 +34,7 @@ using bulwark::SteadyClock;
 
 namespace {
 
-// The shape of bulwark::http::ResilientHttpClient::Metrics, without cpp-httplib.
-struct ClientMetrics {
-  bulwark::CircuitBreakerMetrics circuit_breaker{};
-  bulwark::BulkheadMetrics bulkhead{};
-  bulwark::RateLimiterMetrics rate_limiter{};
-  bulwark::RetryMetrics retry{};
-  bulwark::ConnectionPoolMetrics pool{};
-};
+using format_test::ClientMetrics;
 
 // Some of the members, declared in another order.
 struct PoolAndRetry {

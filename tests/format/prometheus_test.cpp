@@ -19,6 +19,7 @@
 
 #include <fmt/format.h>
 
+#include "format/client_metrics.hpp"
 #include "format/prometheus_parser.hpp"
 
 using namespace std::chrono_literals;
@@ -28,14 +29,7 @@ using prometheus_test::parse_exposition;
 
 namespace {
 
-// The shape of bulwark::http::ResilientHttpClient::Metrics, without cpp-httplib.
-struct ClientMetrics {
-  bulwark::CircuitBreakerMetrics circuit_breaker{};
-  bulwark::BulkheadMetrics bulkhead{};
-  bulwark::RateLimiterMetrics rate_limiter{};
-  bulwark::RetryMetrics retry{};
-  bulwark::ConnectionPoolMetrics pool{};
-};
+using format_test::ClientMetrics;
 
 struct RetryOnly {
   bulwark::RetryMetrics retry{};
